@@ -1,0 +1,1 @@
+"""One module per source; every spider builds on :class:`crawler.spiders.base.SourceSpider`."""

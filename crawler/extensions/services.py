@@ -1,0 +1,89 @@
+"""Shared services of one crawl: configuration, run id, object store, metadata DB and dead letters.
+
+Enabled in ``EXTENSIONS``; other components reach it with ``crawler.get_extension(Services)``.
+Metadata writes go through one worker thread so they stay off the reactor *and* keep their order: a
+dead letter submitted before a cursor commit is durable before that commit (DESIGN §3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from twisted.internet.defer import Deferred
+
+from crawler.config import IngestionConfig
+from crawler.meta import MetaDB
+from crawler.storage import ObjectStore, open_store
+
+logger = logging.getLogger(__name__)
+
+
+class Services:
+    def __init__(self, crawler: Crawler, config: IngestionConfig) -> None:
+        self.crawler = crawler
+        self.config = config
+        self._meta_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meta")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Services:
+        try:
+            config = IngestionConfig.from_settings(crawler.settings)
+        except ValueError as exc:
+            raise NotConfigured(str(exc)) from exc
+        services = cls(crawler, config)
+        # engine_stopped comes after every spider_closed handler (pipelines, run recorder) is done
+        crawler.signals.connect(services.engine_stopped, signal=signals.engine_stopped)
+        return services
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return open_store(self.config.storage_uri)
+
+    @cached_property
+    def meta(self) -> MetaDB:
+        return MetaDB.connect(self.config.meta_db_url, payload_limit=self.config.dead_letter_sample_bytes)
+
+    def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Run a metadata call on the ordered metadata thread; a Deferred of its result."""
+        future: Future[Any] = self._meta_thread.submit(func, *args, **kwargs)
+        return Deferred.fromFuture(asyncio.wrap_future(future))
+
+    def dead_letter(
+        self,
+        reason: str,
+        *,
+        url: str | None = None,
+        payload: bytes | str | None = None,
+        attempts: int = 1,
+    ) -> Deferred[Any]:
+        """Record a message that could not be processed; the crawl goes on (DESIGN §3.3)."""
+        stats = self.crawler.stats
+        assert stats is not None
+        stats.inc_value("dead_letters")
+        stats.inc_value(f"dead_letters/{reason.split(':', 1)[0]}")
+        logger.warning("dead letter: %s (%s)", reason, url)
+        return self.in_meta_thread(
+            self.meta.add_failed,
+            self.crawler.spider.name if self.crawler.spider else "unknown",
+            reason,
+            url=url,
+            payload=payload,
+            run_id=self.run_id,
+            attempts=attempts,
+        )
+
+    def engine_stopped(self) -> None:
+        self._meta_thread.shutdown(wait=True)
+        if "meta" in self.__dict__:
+            self.meta.close()

@@ -1,0 +1,653 @@
+"""Metadata database: ingestion runs, sync cursors, dead letters and the R2 partition catalogue.
+
+Holds operational metadata only, never the ingested records.  The schema lives in
+``schema-minimal.sql`` next to this module (symlinked as ``db/schema-minimal.sql``) and is
+portable: the same file runs on SQLite (default, stdlib ``sqlite3``), Cloudflare D1 and
+PostgreSQL (``psycopg`` 3, imported lazily).
+
+All SQL in this module is written with ``?`` placeholders; :meth:`_Backend.q` rewrites them for
+backends with another paramstyle (PostgreSQL: ``%s``), so the SQL text must contain no literal
+``?`` or ``%``.  Adding a backend means adding one small ``_Backend`` subclass and one branch in
+:meth:`MetaDB.connect`.
+
+Secrets: this layer cannot recognise secrets and stores what it is given.  Callers must filter
+``args`` (tokens, passwords, signed URLs ...) before :meth:`MetaDB.start_run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+__all__ = [
+    "DEFAULT_PAYLOAD_LIMIT",
+    "PARTITION_FORMATS",
+    "MetaDB",
+    "PartitionRow",
+    "schema_sql",
+    "utcnow",
+]
+
+SCHEMA_FILE = "schema-minimal.sql"
+DEFAULT_PAYLOAD_LIMIT = 4096
+MIN_PAYLOAD_LIMIT = 64
+DEFAULT_BUSY_TIMEOUT = 30.0
+PARTITION_FORMATS = frozenset({"ndjson", "parquet"})
+# Bound-parameter chunk size for ``IN (...)`` lists (D1 allows 100 bound parameters).
+_IN_CHUNK = 100
+# Arbitrary constant for pg_advisory_xact_lock while applying the schema.
+_PG_SCHEMA_LOCK = 0x6D657461  # "meta"
+
+_RUN_COLUMNS = (
+    "run_id, source, spider, args, started_at, finished_at, finish_reason, items, errors, "
+    "dead_letters, bytes_written, stats, host"
+)
+_FAILED_COLUMNS = "id, source, run_id, reason, url, payload_sample, attempts, created_at, replayed_at"
+
+
+def utcnow() -> str:
+    """Current UTC time as ISO-8601 with millisecond precision and a ``Z`` suffix."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def schema_sql() -> str:
+    """Text of the portable schema file shipped next to this module."""
+    return resources.files(__package__ or "crawler.meta").joinpath(SCHEMA_FILE).read_text("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRow:
+    """One stored object in R2 (a row of ``r2_partitions``).
+
+    ``created_at`` may be left ``None`` when adding rows; the DB layer fills in the current time.
+    """
+
+    object_key: str
+    namespace: str
+    year: int
+    month: int
+    day: int
+    format: str
+    records: int
+    bytes: int
+    min_ingested_at: str | None = None
+    max_ingested_at: str | None = None
+    run_id: str | None = None
+    schema_version: int = 1
+    created_at: str | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "object_key",
+        "namespace",
+        "year",
+        "month",
+        "day",
+        "format",
+        "records",
+        "bytes",
+        "min_ingested_at",
+        "max_ingested_at",
+        "run_id",
+        "schema_version",
+        "created_at",
+    )
+
+    def __post_init__(self) -> None:
+        if not self.object_key:
+            raise ValueError("PartitionRow.object_key must not be empty")
+        if self.format not in PARTITION_FORMATS:
+            raise ValueError(
+                f"PartitionRow.format must be one of {sorted(PARTITION_FORMATS)}: {self.format!r}"
+            )
+        if not 1 <= self.month <= 12 or not 1 <= self.day <= 31:
+            raise ValueError(f"invalid partition date {self.year}-{self.month}-{self.day}")
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Values in :attr:`COLUMNS` order."""
+        return tuple(getattr(self, c) for c in self.COLUMNS)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime | dt.date | dt.time):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if isinstance(obj, bytes | bytearray):
+        return bytes(obj).decode("utf-8", errors="replace")
+    return str(obj)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, sort_keys=True, ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _clean_text(text: str) -> str:
+    """Make ``text`` storable everywhere: no lone surrogates, no NUL (PostgreSQL rejects it)."""
+    return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def payload_sample(payload: bytes | bytearray | memoryview | str | None, limit: int) -> str | None:
+    """Bounded text sample of ``payload``: at most ``limit`` characters including the marker
+    ``…[truncated, N bytes total]`` that is appended when the payload did not fit (N = size of the
+    original payload, in UTF-8 bytes for ``str``).  Bytes are decoded as UTF-8 with replacement.
+    """
+    if payload is None:
+        return None
+    if isinstance(payload, bytes | bytearray | memoryview):
+        raw = bytes(payload)
+        total = len(raw)
+        # Every decoded char consumes <= 4 bytes, so this prefix yields > limit whole chars
+        # whenever it is shorter than the payload: no need to decode a 100 MB body.
+        prefix_len = (limit + 1) * 4
+        text = raw[:prefix_len].decode("utf-8", errors="replace")
+        truncated = total > prefix_len or len(text) > limit
+    else:
+        text = str(payload)
+        truncated = len(text) > limit
+        total = len(text.encode("utf-8", errors="replace")) if truncated else 0
+    if truncated:
+        marker = f"…[truncated, {total} bytes total]"
+        text = text[: limit - len(marker)] + marker
+    return _clean_text(text)
+
+
+def _parse_sqlite_target(url: str) -> str:
+    """``sqlite:///abs/path.db`` / ``sqlite:///:memory:`` / ``sqlite://rel.db`` / plain path."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :].split("?", 1)[0]
+        if rest in ("/:memory:", ":memory:", "", "/"):
+            return ":memory:"
+        return rest
+    return url
+
+
+def _redact(url: str) -> str:
+    """URL without password, for ``repr``/errors."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class _Backend:
+    """Minimal driver interface used by :class:`MetaDB` (callers hold MetaDB's lock)."""
+
+    name: ClassVar[str] = "abstract"
+    placeholder: ClassVar[str] = "?"
+
+    def q(self, sql: str) -> str:
+        """Rewrite ``?`` placeholders into this backend's paramstyle."""
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a write; returns the affected row count."""
+        raise NotImplementedError
+
+    def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def insert_id(self, sql: str, params: Sequence[Any]) -> int:
+        """Execute an INSERT into a table with an ``id`` key and return the new id."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def apply_schema(self, script: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SQLiteBackend(_Backend):
+    """stdlib ``sqlite3``: one autocommit connection shared by threads (MetaDB serialises use)."""
+
+    name = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        if path != ":memory:" and not path.startswith("file:"):
+            path = os.path.expanduser(path)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: autocommit, every statement outside BEGIN commits on its own.
+        self.conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL is durable against process crashes (SIGKILL); only an OS crash or
+        # power loss can roll back the last commits.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(sql, tuple(params)).fetchall()]
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, tuple(params)).rowcount
+
+    def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, (tuple(r) for r in rows))
+
+    def insert_id(self, sql: str, params: Sequence[Any]) -> int:
+        cur = self.conn.execute(sql, tuple(params))
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front (waiting up to busy_timeout), avoiding the
+        # read-to-write upgrade deadlock that busy handlers cannot resolve.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def apply_schema(self, script: str) -> None:
+        try:
+            self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _PostgresBackend(_Backend):
+    """psycopg 3: one autocommit connection shared by threads (MetaDB serialises use)."""
+
+    name = "postgresql"
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise RuntimeError("the PostgreSQL metadata backend needs psycopg 3 (psycopg[binary])") from exc
+        self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.conn.execute(self.q(sql), tuple(params)).fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(self.q(sql), tuple(params)).rowcount
+
+    def run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(self.q(sql), [tuple(r) for r in rows])
+
+    def insert_id(self, sql: str, params: Sequence[Any]) -> int:
+        row = self.conn.execute(self.q(sql + " RETURNING id"), tuple(params)).fetchone()
+        assert row is not None
+        return int(row["id"])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def apply_schema(self, script: str) -> None:
+        with self.conn.transaction():
+            # Serialise concurrent first-time setups (CREATE ... IF NOT EXISTS can race on PG).
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+            self.conn.execute(script)  # no parameters: psycopg allows several statements
+            # failed_messages.id is the SQLite rowid alias; on PostgreSQL it needs a sequence.
+            row = self.conn.execute("SELECT to_regclass('failed_messages_id_seq') AS seq").fetchone()
+            if row is None or row["seq"] is None:
+                self.conn.execute("CREATE SEQUENCE failed_messages_id_seq OWNED BY failed_messages.id")
+                self.conn.execute(
+                    "ALTER TABLE failed_messages "
+                    "ALTER COLUMN id SET DEFAULT nextval('failed_messages_id_seq')"
+                )
+                # Rows copied from SQLite/D1 keep their ids: start after them.
+                self.conn.execute(
+                    "SELECT setval('failed_messages_id_seq', "
+                    "COALESCE((SELECT MAX(id) FROM failed_messages), 0) + 1, false)"
+                )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- public API
+
+
+class MetaDB:
+    """Thread-safe access to the metadata database.
+
+    Create with :meth:`connect`.  Every method may be called from any thread (calls are
+    serialised on one connection); every write is committed before the method returns.
+    """
+
+    def __init__(self, backend: _Backend, *, url: str, payload_limit: int = DEFAULT_PAYLOAD_LIMIT) -> None:
+        if payload_limit < MIN_PAYLOAD_LIMIT:
+            raise ValueError(f"payload_limit must be >= {MIN_PAYLOAD_LIMIT}")
+        self._b = backend
+        self._lock = threading.RLock()
+        self._closed = False
+        self.url = _redact(url)
+        self.payload_limit = payload_limit
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def connect(
+        cls,
+        url: str | os.PathLike[str],
+        *,
+        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> MetaDB:
+        """Open (creating if needed) the metadata DB and apply the schema idempotently.
+
+        ``url``: ``sqlite:///abs/path.db``, ``sqlite:///:memory:``, a plain file path (parent
+        directories are created), or ``postgresql://user@host:port/dbname`` (psycopg 3).
+        ``busy_timeout`` (seconds) is how long SQLite waits for another process's write lock.
+        """
+        url = os.fspath(url)
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        backend: _Backend
+        if scheme in ("", "sqlite"):
+            backend = _SQLiteBackend(_parse_sqlite_target(url), busy_timeout)
+        elif scheme in ("postgresql", "postgres"):
+            backend = _PostgresBackend(url)
+        else:
+            raise ValueError(f"unsupported metadata DB URL scheme: {_redact(url)!r}")
+        try:
+            backend.apply_schema(schema_sql())
+        except BaseException:
+            backend.close()
+            raise
+        return cls(backend, url=url, payload_limit=payload_limit)
+
+    @property
+    def backend(self) -> str:
+        """Backend name: ``"sqlite"`` or ``"postgresql"``."""
+        return self._b.name
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._b.close()
+
+    def __enter__(self) -> MetaDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MetaDB({self.url!r})"
+
+    # ------------------------------------------------------------------ internals
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._b.fetch(sql, params)
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return self._b.run(sql, params)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Backend]:
+        with self._lock, self._b.transaction():
+            yield self._b
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, run_id: str, source: str, spider: str, args: dict[str, Any], host: str) -> None:
+        """Record the start of a crawl.  ``args`` must already be stripped of secrets.
+
+        Starting an existing ``run_id`` again (a resumed job) keeps its ``started_at``, updates
+        source/spider/args/host and clears the finish fields.
+        """
+        self._run(
+            "INSERT INTO ingestion_runs (run_id, source, spider, args, started_at, host) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET source = excluded.source, spider = excluded.spider, "
+            "args = excluded.args, host = excluded.host, finished_at = NULL, finish_reason = NULL",
+            (run_id, source, spider, _dumps(args or {}), utcnow(), host),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        finish_reason: str,
+        items: int,
+        errors: int,
+        dead_letters: int,
+        bytes_written: int,
+        stats: dict[str, Any],
+    ) -> None:
+        """Record the end of a crawl; ``stats`` is JSON-encoded (datetimes become ISO strings).
+
+        Raises ``KeyError`` if ``start_run`` was never called for ``run_id``.
+        """
+        n = self._run(
+            "UPDATE ingestion_runs SET finished_at = ?, finish_reason = ?, items = ?, errors = ?, "
+            "dead_letters = ?, bytes_written = ?, stats = ? WHERE run_id = ?",
+            (
+                utcnow(),
+                finish_reason,
+                items,
+                errors,
+                dead_letters,
+                bytes_written,
+                _dumps(stats or {}),
+                run_id,
+            ),
+        )
+        if n == 0:
+            raise KeyError(f"unknown run_id {run_id!r}")
+
+    @staticmethod
+    def _run_row(row: dict[str, Any]) -> dict[str, Any]:
+        row["args"] = _loads(row["args"])
+        row["stats"] = _loads(row["stats"])
+        return row
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run as a dict (``args``/``stats`` decoded from JSON), or ``None``."""
+        rows = self._fetch(f"SELECT {_RUN_COLUMNS} FROM ingestion_runs WHERE run_id = ?", (run_id,))
+        return self._run_row(rows[0]) if rows else None
+
+    def last_runs(self, source: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Most recent runs first, optionally for one source."""
+        where, params = ("WHERE source = ? ", [source]) if source is not None else ("", [])
+        rows = self._fetch(
+            f"SELECT {_RUN_COLUMNS} FROM ingestion_runs {where}ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            (*params, int(limit)),
+        )
+        return [self._run_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ cursors / state
+
+    def get_cursor(self, source: str, key: str = "default") -> str | None:
+        """Saved cursor value (opaque string) for ``(source, key)``, or ``None``."""
+        rows = self._fetch(
+            "SELECT cursor_value FROM sync_state WHERE source = ? AND cursor_key = ?", (source, key)
+        )
+        return rows[0]["cursor_value"] if rows else None
+
+    def save_cursor(self, source: str, value: str, key: str = "default", run_id: str | None = None) -> None:
+        """Upsert the cursor; committed (durable against a process crash) when this returns."""
+        if not isinstance(value, str):
+            raise TypeError(f"cursor values are opaque strings, got {type(value).__name__}")
+        self._run(
+            "INSERT INTO sync_state (source, cursor_key, cursor_value, updated_at, run_id) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, cursor_key) DO UPDATE SET cursor_value = excluded.cursor_value, "
+            "updated_at = excluded.updated_at, run_id = excluded.run_id",
+            (source, key, value, utcnow(), run_id),
+        )
+
+    def delete_cursor(self, source: str, key: str = "default") -> bool:
+        """Forget a cursor/state key; returns whether it existed."""
+        return self._run("DELETE FROM sync_state WHERE source = ? AND cursor_key = ?", (source, key)) > 0
+
+    def cursors(self, source: str | None = None) -> list[dict[str, Any]]:
+        """All ``sync_state`` rows (optionally of one source), ordered by source and key."""
+        where, params = ("WHERE source = ? ", (source,)) if source is not None else ("", ())
+        rows = self._fetch(
+            f"SELECT source, cursor_key, cursor_value, updated_at, run_id FROM sync_state {where}", params
+        )
+        return sorted(rows, key=lambda r: (r["source"], r["cursor_key"]))
+
+    # ------------------------------------------------------------------ dead letters
+
+    def add_failed(
+        self,
+        source: str,
+        reason: str,
+        *,
+        url: str | None = None,
+        payload: bytes | str | None = None,
+        run_id: str | None = None,
+        attempts: int = 1,
+    ) -> int:
+        """Store a dead letter and return its id.  ``payload`` is kept as a bounded text sample
+        (:attr:`payload_limit` chars, truncation marked, see :func:`payload_sample`)."""
+        sample = payload_sample(payload, self.payload_limit)
+        with self._lock:
+            return self._b.insert_id(
+                "INSERT INTO failed_messages "
+                "(source, run_id, reason, url, payload_sample, attempts, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (source, run_id, _clean_text(str(reason)), url, sample, attempts, utcnow()),
+            )
+
+    def failed(
+        self, source: str | None = None, *, include_replayed: bool = False, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Dead letters, oldest first; replayed ones only when ``include_replayed``."""
+        conds, params = self._failed_filter(source=source, include_replayed=include_replayed)
+        return self._fetch(
+            f"SELECT {_FAILED_COLUMNS} FROM failed_messages {conds}ORDER BY id LIMIT ?", (*params, int(limit))
+        )
+
+    def count_failed(
+        self, source: str | None = None, run_id: str | None = None, *, include_replayed: bool = True
+    ) -> int:
+        """Number of dead letters matching ``source``/``run_id`` (``None`` = any)."""
+        conds, params = self._failed_filter(source=source, run_id=run_id, include_replayed=include_replayed)
+        return int(self._fetch(f"SELECT COUNT(*) AS n FROM failed_messages {conds}", params)[0]["n"])
+
+    def mark_replayed(self, ids: Iterable[int], replayed_at: str | None = None) -> int:
+        """Set ``replayed_at`` on the given dead letters; returns how many rows changed."""
+        ids = list(ids)
+        when = replayed_at or utcnow()
+        changed = 0
+        with self._transaction() as b:
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                changed += b.run(
+                    f"UPDATE failed_messages SET replayed_at = ? WHERE id IN ({marks})", (when, *chunk)
+                )
+        return changed
+
+    @staticmethod
+    def _failed_filter(
+        *, source: str | None = None, run_id: str | None = None, include_replayed: bool = True
+    ) -> tuple[str, list[Any]]:
+        conds: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            conds.append("source = ?")
+            params.append(source)
+        if run_id is not None:
+            conds.append("run_id = ?")
+            params.append(run_id)
+        if not include_replayed:
+            conds.append("replayed_at IS NULL")
+        return ("WHERE " + " AND ".join(conds) + " " if conds else ""), params
+
+    # ------------------------------------------------------------------ partitions
+
+    def add_partitions(self, rows: list[PartitionRow]) -> None:
+        """Upsert partition rows by ``object_key`` in one transaction (all or nothing)."""
+        if not rows:
+            return
+        now = utcnow()
+        values = [
+            r.as_tuple() if r.created_at else dataclasses.replace(r, created_at=now).as_tuple() for r in rows
+        ]
+        cols = PartitionRow.COLUMNS
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "object_key")
+        sql = (
+            f"INSERT INTO r2_partitions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT (object_key) DO UPDATE SET {updates}"
+        )
+        with self._transaction() as b:
+            b.run_many(sql, values)
+
+    def partitions(
+        self, namespace: str, *, year: int | None = None, month: int | None = None, day: int | None = None
+    ) -> list[PartitionRow]:
+        """Partition rows of ``namespace``, optionally narrowed by date parts, ordered by
+        (year, month, day, object_key)."""
+        conds = ["namespace = ?"]
+        params: list[Any] = [namespace]
+        for col, val in (("year", year), ("month", month), ("day", day)):
+            if val is not None:
+                conds.append(f"{col} = ?")
+                params.append(val)
+        rows = self._fetch(
+            f"SELECT {', '.join(PartitionRow.COLUMNS)} FROM r2_partitions WHERE {' AND '.join(conds)}", params
+        )
+        out = [PartitionRow(**r) for r in rows]
+        # Sorted here rather than in SQL: identical (byte-wise) order on every backend/collation.
+        out.sort(key=lambda p: (p.year, p.month, p.day, p.object_key))
+        return out
+
+    def delete_partitions(self, keys: list[str]) -> None:
+        """Delete partition rows by object key (unknown keys are ignored), in one transaction."""
+        keys = list(keys)
+        if not keys:
+            return
+        with self._transaction() as b:
+            for i in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[i : i + _IN_CHUNK]
+                b.run(f"DELETE FROM r2_partitions WHERE object_key IN ({', '.join('?' * len(chunk))})", chunk)

@@ -1,0 +1,87 @@
+"""Retries with exponential back-off that honour ``Retry-After`` (stock Scrapy retries at once).
+
+Replaces ``scrapy.downloadermiddlewares.retry.RetryMiddleware``. Settings (a source's policy sets
+the first three): ``RETRY_TIMES``, ``RETRY_BACKOFF_BASE`` (seconds, default 1), ``RETRY_BACKOFF_MAX``
+(default 120), ``RETRY_AFTER_MAX`` (the longest ``Retry-After`` obeyed, default 600 s; longer ones are
+capped). A request that fails after its last retry reaches the spider's errback, which records it
+as a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.http import Response
+from scrapy.settings import BaseSettings
+from scrapy.utils.response import response_status_message
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    def __init__(self, settings: BaseSettings) -> None:
+        super().__init__(settings)
+        self.backoff_base = settings.getfloat("RETRY_BACKOFF_BASE", 1.0)
+        self.backoff_max = settings.getfloat("RETRY_BACKOFF_MAX", 120.0)
+        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 600.0)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BackoffRetryMiddleware:
+        middleware = cls(crawler.settings)
+        middleware.crawler = crawler
+        return middleware
+
+    async def process_response(self, request: Request, response: Response) -> Request | Response:
+        if request.meta.get("dont_retry", False) or response.status not in self.retry_http_codes:
+            return response
+        retry = self._retry(request, response_status_message(response.status))
+        if retry is None:
+            return response
+        delay = self.retry_after(response)
+        if delay is None:
+            delay = self.backoff(request)
+        else:
+            self.crawler.stats.inc_value("retry/retry_after_honoured")
+        await self._wait(delay)
+        return retry
+
+    async def process_exception(self, request: Request, exception: Exception) -> Request | Response | None:
+        if request.meta.get("dont_retry", False) or not isinstance(exception, self.exceptions_to_retry):
+            return None
+        retry = self._retry(request, exception)
+        if retry is not None:
+            await self._wait(self.backoff(request))
+        return retry
+
+    def backoff(self, request: Request) -> float:
+        """``base * 2**attempt`` with ±25 % jitter, capped by ``RETRY_BACKOFF_MAX``."""
+        attempt = request.meta.get("retry_times", 0)
+        delay = min(self.backoff_base * 2**attempt, self.backoff_max)
+        return delay * random.uniform(0.75, 1.25)
+
+    def retry_after(self, response: Response) -> float | None:
+        """Seconds to wait per the ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
+        value = response.headers.get(b"Retry-After")
+        if not value:
+            return None
+        text = value.decode("latin-1").strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(text)
+            except (TypeError, ValueError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
+        return min(max(seconds, 0.0), self.retry_after_max)
+
+    async def _wait(self, seconds: float) -> None:
+        self.crawler.stats.inc_value("retry/backoff_seconds", round(seconds, 3))
+        if seconds > 0:
+            await asyncio.sleep(seconds)

@@ -1,0 +1,129 @@
+"""Batch stamped records, write each batch, index it, and only then advance the cursors.
+
+The order is the invariant of DESIGN §3.1: a checkpoint is saved to ``sync_state`` only after every
+record that arrived before it is in storage and indexed. Writing happens in Twisted's thread pool;
+indexing and cursor saves go through the ordered metadata thread (see :mod:`crawler.extensions.services`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from twisted.internet import task, threads
+
+from crawler.extensions.services import Services
+from crawler.items.control import Checkpoint
+from crawler.pipelines.batching import Batch, Batcher
+from crawler.pipelines.index import PartitionIndex
+from crawler.pipelines.ledger import CursorLedger
+from crawler.pipelines.normalize import StampedRecord
+from crawler.pipelines.writer import BatchWriter
+
+logger = logging.getLogger(__name__)
+
+
+class StorePipeline:
+    def __init__(self, crawler: Crawler, services: Services) -> None:
+        self.crawler = crawler
+        self.services = services
+        config = services.config
+        self.batcher = Batcher(config.batch_max_records, config.batch_max_bytes, config.batch_idle_seconds)
+        self.ledger = CursorLedger()
+        self.receipt = 0  # arrival number of the last record or checkpoint
+        self.in_flight: dict[int, Batch] = {}  # id(batch) -> batch being written
+        # Receipt of the first record of a batch that could not be stored: no cursor passes it this run.
+        self.lost_receipt: int | None = None
+        self._idle_loop: task.LoopingCall | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StorePipeline:
+        return cls(crawler, crawler.get_extension(Services))
+
+    def open_spider(self) -> None:
+        self.writer = BatchWriter(self.services.store, self.services.config.parquet_compression)
+        self.index = PartitionIndex(self.services.store, self.services.meta)
+        interval = max(self.services.config.batch_idle_seconds / 2, 0.05)
+        self._idle_loop = task.LoopingCall(lambda: deferred_from_coro(self._flush_idle()))
+        self._idle_loop.start(interval, now=False).addErrback(
+            lambda failure: logger.error("idle flush loop failed", exc_info=failure.value)
+        )
+
+    async def process_item(self, item: Any) -> Any:
+        if isinstance(item, Checkpoint):
+            self.ledger.add(item, self.receipt)
+            # Saved later, after the data before it; not a scraped item.
+            raise DropItem(f"checkpoint {item.source}/{item.key}={item.value}", log_level="DEBUG")
+        if not isinstance(item, StampedRecord):
+            return item
+        self.receipt += 1
+        full = self.batcher.add(item.record_type, item.row, self.receipt)
+        if full is not None:
+            await self._flush(full)  # back-pressure: this item waits for its batch to be stored
+        return item
+
+    async def _flush(self, batch: Batch) -> None:
+        self.in_flight[id(batch)] = batch
+        try:
+            objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
+            await maybe_deferred_to_future(
+                self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
+            )
+        except Exception:
+            # Not stored (the store already retried): pin the cursors below these rows so that the
+            # next run fetches them again.
+            if self.lost_receipt is None or batch.first_receipt < self.lost_receipt:
+                self.lost_receipt = batch.first_receipt
+            self.crawler.stats.inc_value("store/batch_failures")
+            logger.exception(
+                "could not store a batch of %d %s records", len(batch), batch.record_type.namespace
+            )
+            raise
+        finally:
+            del self.in_flight[id(batch)]
+        stats = self.crawler.stats
+        stats.inc_value("store/batches")
+        stats.inc_value("store/records", len(batch))
+        stats.inc_value("store/bytes", sum(obj.bytes for obj in objects))
+        stats.inc_value(f"store/records/{batch.record_type.namespace}", len(batch))
+        await self._save_ready_cursors()
+
+    def watermark(self) -> int:
+        """The highest receipt below which every record is stored."""
+        pending = [b.first_receipt for b in self.in_flight.values()]
+        if self.lost_receipt is not None:
+            pending.append(self.lost_receipt)
+        oldest = self.batcher.oldest_receipt()
+        if oldest is not None:
+            pending.append(oldest)
+        return min(pending) - 1 if pending else self.receipt
+
+    async def _save_ready_cursors(self) -> None:
+        for checkpoint in self.ledger.ready(self.watermark()):
+            await maybe_deferred_to_future(
+                self.services.in_meta_thread(
+                    self.services.meta.save_cursor,
+                    checkpoint.source,
+                    checkpoint.value,
+                    key=checkpoint.key,
+                    run_id=self.services.run_id,
+                )
+            )
+            self.crawler.stats.set_value(f"cursor/{checkpoint.source}/{checkpoint.key}", checkpoint.value)
+            logger.info("cursor %s/%s saved at %s", checkpoint.source, checkpoint.key, checkpoint.value)
+
+    async def _flush_idle(self) -> None:
+        for batch in self.batcher.take_idle():
+            await self._flush(batch)
+        if self.ledger and not self.batcher.open and not self.in_flight:
+            await self._save_ready_cursors()
+
+    async def close_spider(self) -> None:
+        if self._idle_loop is not None and self._idle_loop.running:
+            self._idle_loop.stop()
+        for batch in self.batcher.take_all():
+            await self._flush(batch)
+        await self._save_ready_cursors()

@@ -1,0 +1,53 @@
+"""Per-source crawl policy, declared next to each spider (``SourceSpider.policy``).
+
+The base spider turns a :class:`SourcePolicy` into Scrapy settings, so a source's rate, concurrency,
+retries, proxies, size cap and freshness live in one declaration; ``tests/test_policy.py`` checks that
+every spider declares one and that it stays within sane bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    #: concurrent requests to the source (per host)
+    concurrency: int
+    #: seconds between requests to one host (0: none); AutoThrottle adapts above it when enabled
+    delay: float = 0.0
+    autothrottle: bool = False
+    #: retries of a failed request before it becomes a dead letter
+    retries: int = 3
+    #: exponential back-off: base * 2**attempt seconds, capped; a Retry-After header wins
+    backoff_base: float = 1.0
+    backoff_max: float = 120.0
+    #: HTTP statuses that are retried
+    retry_http_codes: tuple[int, ...] = (429, 500, 502, 503, 504, 522, 524, 408)
+    #: the setting that holds this source's proxy list (comma-separated or a list), e.g. ``NPM_PROXIES``
+    proxies_setting: str | None = None
+    #: responses larger than this are abandoned and recorded as dead letters
+    max_response_bytes: int = 100 * 1024 * 1024
+    #: records fetched within this many seconds are not fetched again (None: always fetch)
+    freshness_ttl: float | None = None
+    download_timeout: float = 60.0
+
+    def scrapy_settings(self) -> dict[str, Any]:
+        """The Scrapy settings this policy stands for (spider priority)."""
+        return {
+            "CONCURRENT_REQUESTS": max(self.concurrency, 1),
+            "CONCURRENT_REQUESTS_PER_DOMAIN": self.concurrency,
+            "DOWNLOAD_DELAY": self.delay,
+            "RANDOMIZE_DOWNLOAD_DELAY": self.delay > 0,
+            "AUTOTHROTTLE_ENABLED": self.autothrottle,
+            "AUTOTHROTTLE_TARGET_CONCURRENCY": max(self.concurrency / 2, 1.0),
+            "RETRY_TIMES": self.retries,
+            "RETRY_HTTP_CODES": list(self.retry_http_codes),
+            "RETRY_BACKOFF_BASE": self.backoff_base,
+            "RETRY_BACKOFF_MAX": self.backoff_max,
+            "DOWNLOAD_MAXSIZE": self.max_response_bytes,
+            "DOWNLOAD_WARNSIZE": min(self.max_response_bytes, 32 * 1024 * 1024),
+            "DOWNLOAD_TIMEOUT": self.download_timeout,
+            "PROXIES_SETTING": self.proxies_setting,
+        }

@@ -1,0 +1,83 @@
+"""The wiring map of the platform: components, defaults, and the environment variables they read.
+
+Every platform setting can be given in the environment under the same name (``STORAGE_URI=s3://…``),
+on the command line (``-s STORAGE_URI=…``), or in a project that imports this module. A source's
+crawl policy (rate, concurrency, retries, proxies, size cap) is declared with its spider, not here.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+BOT_NAME = "crawler"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+COMMANDS_MODULE = "crawler.commands"
+
+# -- storage and metadata ------------------------------------------------------------------------
+# A folder (default ./data), file:///abs/path, or s3://bucket/prefix (endpoint and credentials from
+# the standard AWS variables: AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+STORAGE_URI = _env("STORAGE_URI", "./data")
+# sqlite:///path.db (default: <data folder>/_meta/meta.db)
+META_DB_URL = _env("META_DB_URL")
+BATCH_MAX_RECORDS = int(_env("BATCH_MAX_RECORDS", "1000"))
+BATCH_MAX_BYTES = int(_env("BATCH_MAX_BYTES", str(10 * 1024 * 1024)))
+BATCH_IDLE_SECONDS = float(_env("BATCH_IDLE_SECONDS", "30"))
+PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
+DEAD_LETTER_SAMPLE_BYTES = int(_env("DEAD_LETTER_SAMPLE_BYTES", "4096"))
+RUN_ID = _env("RUN_ID")
+
+# -- sources -------------------------------------------------------------------------------------
+# npm: the registry defaults to the user's npm configuration (npm_config_registry, .npmrc,
+# `npm config get registry`); the replication feed has no default.
+NPM_REGISTRY_URL = _env("NPM_REGISTRY_URL")
+NPM_CHANGES_URL = _env("NPM_CHANGES_URL")
+NPM_CHANGES_PAGE_SIZE = int(_env("NPM_CHANGES_PAGE_SIZE", "1000"))
+NPM_STALE_RETRIES = int(_env("NPM_STALE_RETRIES", "3"))
+NPM_STALE_RETRY_DELAY = float(_env("NPM_STALE_RETRY_DELAY", "2.0"))
+NPM_SEQ_RESET = _env("NPM_SEQ_RESET", "rewind")
+NPM_PROXIES = _env("NPM_PROXIES", "")
+
+# -- retries and proxies (per-source values come from each spider's policy) ---------------------
+RETRY_BACKOFF_BASE = float(_env("RETRY_BACKOFF_BASE", "1.0"))
+RETRY_BACKOFF_MAX = float(_env("RETRY_BACKOFF_MAX", "120"))
+RETRY_AFTER_MAX = float(_env("RETRY_AFTER_MAX", "600"))
+PROXY_BENCH_SECONDS = float(_env("PROXY_BENCH_SECONDS", "300"))
+PROXY_BENCH_MAX = float(_env("PROXY_BENCH_MAX", "3600"))
+
+# -- components ----------------------------------------------------------------------------------
+EXTENSIONS = {
+    "crawler.extensions.services.Services": 0,
+    "crawler.extensions.runs.RunRecorder": 10,
+}
+ITEM_PIPELINES = {
+    "crawler.pipelines.normalize.NormalizePipeline": 100,
+    "crawler.pipelines.store.StorePipeline": 900,
+}
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.middlewares.retry.BackoffRetryMiddleware": 550,
+    "crawler.middlewares.proxies.ProxyRotationMiddleware": 740,
+    # APIs, not pages: no robots.txt, cookies or meta refresh
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
+    "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+}
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.referer.RefererMiddleware": None,
+}
+# Items of one response go through the pipelines one after another: this keeps a checkpoint behind
+# the records yielded before it (DESIGN §3.1) and avoids Scrapy's per-response fan-out of 100 tasks.
+CONCURRENT_ITEMS = 1
+ROBOTSTXT_OBEY = False
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+USER_AGENT = _env("USER_AGENT", "scrapy-ingestion/0.1 (+data-ingestion platform)")
+LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+FEED_EXPORT_ENCODING = "utf-8"

@@ -1,0 +1,312 @@
+"""The npm source: packuments by name, and the replication ``_changes`` feed (incremental and full).
+
+Arguments (``scrapy crawl npm -a …``):
+
+* ``packages=react,@types/node`` or ``packages_file=names.txt`` (one per line): fetch those packages.
+* ``mode=incremental``: follow the changes feed from the saved cursor (``-a since=SEQ`` overrides it).
+* ``mode=full``: every package, by replaying the feed from the start; resumable, and on completion it
+  sets the incremental cursor.
+
+Settings: ``NPM_REGISTRY_URL`` (default: the user's npm configuration), ``NPM_CHANGES_URL`` (the
+replication feed's ``_changes`` URL; required by the feed modes), ``NPM_CHANGES_PAGE_SIZE``,
+``NPM_STALE_RETRIES``, ``NPM_STALE_RETRY_DELAY``, ``NPM_SEQ_RESET`` (``rewind`` or ``fail``),
+``NPM_PROXIES``. See the README for defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import scrapy
+from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.http import Response
+
+from crawler.items.npm import NpmPackage
+from crawler.policy import SourcePolicy
+from crawler.spiders.base import OrderedCheckpoints, SourceSpider
+
+MODES = ("named", "incremental", "full")
+FULL_CURSOR = "full"
+FEED_PAGE_MAX = 10_000  # the feed's own cap on `limit`
+
+
+class NpmSpider(SourceSpider):
+    name = "npm"
+    records = (NpmPackage,)
+    policy = SourcePolicy(
+        concurrency=32,
+        retries=4,
+        backoff_base=1.0,
+        proxies_setting="NPM_PROXIES",
+        max_response_bytes=100 * 1024 * 1024,  # packuments can be tens of MB
+    )
+
+    def __init__(
+        self,
+        packages: str | None = None,
+        packages_file: str | None = None,
+        mode: str | None = None,
+        since: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.names = [n.strip() for n in (packages or "").split(",") if n.strip()]
+        if packages_file:
+            self.names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
+        self.mode = mode or ("named" if self.names else "incremental")
+        if self.mode not in MODES:
+            raise UsageError(f"npm: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.mode == "named" and not self.names:
+            raise UsageError(
+                "npm: give -a packages=name1,name2 (or packages_file=…), or -a mode=incremental|full"
+            )
+        self.since_arg = since
+        self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
+        self.checkpoints = OrderedCheckpoints(self.source, self.cursor_key)
+        self._deferred_page: scrapy.Request | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> NpmSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.registry_url = resolve_registry_url(settings.get("NPM_REGISTRY_URL"))
+        spider.changes_url = settings.get("NPM_CHANGES_URL")
+        if spider.mode != "named" and not spider.changes_url:
+            raise UsageError(
+                "npm: mode=%s follows the replication feed: set NPM_CHANGES_URL to its _changes URL"
+                % spider.mode
+            )
+        spider.page_size = min(settings.getint("NPM_CHANGES_PAGE_SIZE", 1000), FEED_PAGE_MAX)
+        spider.stale_retries = settings.getint("NPM_STALE_RETRIES", 3)
+        spider.stale_delay = settings.getfloat("NPM_STALE_RETRY_DELAY", 2.0)
+        spider.on_seq_reset = settings.get("NPM_SEQ_RESET", "rewind")
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        if self.mode == "named":
+            for name in dict.fromkeys(self.names):
+                yield self.packument_request(name)
+            return
+        since = self.since_arg
+        if since is None:
+            since = await self.services.in_meta_thread(
+                self.services.meta.get_cursor, self.source, self.cursor_key
+            )
+        yield self.changes_request(since or "0")
+
+    # -- the changes feed ---------------------------------------------------------------------
+
+    def changes_request(self, since: str) -> scrapy.Request:
+        query = urlencode({"since": since, "limit": self.page_size})
+        return scrapy.Request(
+            f"{self.changes_url}?{query}",
+            callback=self.parse_changes,
+            errback=self.changes_failed,
+            cb_kwargs={"since": since},
+            dont_filter=True,
+            priority=-1,  # finish the packuments already queued before reading further
+        )
+
+    def parse_changes(self, response: Response, since: str) -> Iterator[Any]:
+        feed = self.parse_json(response)
+        if not isinstance(feed, dict) or not isinstance(feed.get("results"), list):
+            if feed is not None:
+                self.dead_letter("invalid_changes_page", url=response.url, payload=response.body)
+            raise CloseSpider("npm_changes_unreadable")
+        last_seq = str(feed.get("last_seq", since))
+        if seq_went_backwards(since, last_seq):
+            yield from self.seq_reset(since, last_seq, response)
+            return
+        self.crawler.stats.inc_value("npm/changes_pages")
+        # The same package can change several times in a page: fetch it once, at its newest rev.
+        latest: dict[str, dict[str, Any]] = {}
+        for change in feed["results"]:
+            if (
+                isinstance(change, dict)
+                and isinstance(change.get("id"), str)
+                and not change["id"].startswith("_design/")
+            ):
+                latest.pop(change["id"], None)
+                latest[name] = change
+        fetches = [c for c in latest.values() if not c.get("deleted")]
+        for change in latest.values():
+            if change.get("deleted"):
+                self.crawler.stats.inc_value("npm/deleted")
+                yield NpmPackage.tombstone(change["id"])
+        page, released = self.checkpoints.open(last_seq, len(fetches))
+        for change in fetches:
+            revs = change.get("changes") or [{}]
+            yield self.packument_request(change["id"], page=page, change_rev=(revs[-1] or {}).get("rev"))
+        yield from released
+        if (feed["results"] and int(feed.get("pending") or 0) > 0) or len(feed["results"]) >= self.page_size:
+            next_page = self.changes_request(last_seq)
+            # Back-pressure: read further only while fewer than two pages of packuments are queued.
+            if self.checkpoints.outstanding > 2 * self.page_size:
+                self._deferred_page = next_page
+            else:
+                yield next_page
+        elif self.mode == "full":
+            self.logger.info("npm: full sync reached the head of the feed at seq %s", last_seq)
+            yield from self.full_sync_complete(last_seq)
+
+    def full_sync_complete(self, last_seq: str) -> Iterator[Any]:
+        # Once every packument before it is stored, the incremental cursor may start here and the
+        # full cursor is cleared, so the next full run starts over.
+        yield from self.checkpoints.open("", 0, key=FULL_CURSOR)[1]
+        yield from self.checkpoints.open(last_seq, 0, key="default")[1]
+
+    def seq_reset(self, since: str, last_seq: str, response: Response) -> Iterator[Any]:
+        self.crawler.stats.inc_value("npm/seq_resets")
+        message = f"seq_reset: feed went back from {since} to {last_seq}"
+        self.logger.error("npm: the changes feed's sequence went backwards (%s -> %s)", since, last_seq)
+        self.dead_letter(message, url=response.url, payload=response.body[:2048])
+        if self.on_seq_reset == "fail":
+            raise CloseSpider("npm_seq_reset")
+        # Nothing is lost only if the new sequence is replayed from its start.
+        yield self.changes_request("0")
+
+    def changes_failed(self, failure: Any) -> Iterator[Any]:
+        yield from self.errback(failure)
+        raise CloseSpider("npm_changes_unavailable")
+
+    # -- packuments -----------------------------------------------------------------------------
+
+    def packument_request(
+        self, name: str, *, page: int | None = None, change_rev: str | None = None, attempt: int = 0
+    ) -> scrapy.Request:
+        return scrapy.Request(
+            self.registry_url + quote(name, safe="@"),
+            callback=self.parse_packument,
+            errback=self.errback,
+            headers={"Accept": "application/json"},
+            meta={
+                "package": name,
+                "page": page,
+                "change_rev": change_rev,
+                "stale_attempt": attempt,
+                "handle_httpstatus_list": [404, 410],
+            },
+            dont_filter=page is not None,
+        )
+
+    async def parse_packument(self, response: Response) -> AsyncIterator[Any]:
+        name = response.meta["package"]
+        if response.status in (404, 410):
+            self.crawler.stats.inc_value(f"npm/http_{response.status}")
+            yield NpmPackage.tombstone(name)
+        elif (doc := self.parse_json(response)) is not None:
+            if self.is_stale(doc, response):
+                await asyncio.sleep(self.stale_delay)
+                yield self.packument_request(
+                    name,
+                    page=response.meta["page"],
+                    change_rev=response.meta["change_rev"],
+                    attempt=response.meta["stale_attempt"] + 1,
+                )
+                return
+            if not isinstance(doc, dict):
+                self.dead_letter("invalid_packument: not an object", url=response.url, payload=response.body)
+            elif record := self.build(NpmPackage.from_packument, doc, url=response.url, raw=response.body):
+                yield record
+        for item in self.request_finished(response.meta):
+            yield item
+
+    def is_stale(self, doc: Any, response: Response) -> bool:
+        """The CDN may serve a packument older than the change just seen: retry it a few times."""
+        wanted = rev_generation(response.meta.get("change_rev"))
+        have = rev_generation(doc.get("_rev")) if isinstance(doc, dict) else None
+        if wanted is None or have is None or have >= wanted:
+            return False
+        if response.meta["stale_attempt"] >= self.stale_retries:
+            self.crawler.stats.inc_value("npm/stale_kept")
+            return False
+        self.crawler.stats.inc_value("npm/stale_refetched")
+        return True
+
+    def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
+        page = meta.get("page")
+        if page is None:
+            return
+        yield from self.checkpoints.done(page)
+        if self._deferred_page is not None and self.checkpoints.outstanding <= self.page_size:
+            yield self._deferred_page
+            self._deferred_page = None
+
+
+def rev_generation(rev: Any) -> int | None:
+    """The generation number of a CouchDB revision ``"N-hash"``."""
+    if not isinstance(rev, str):
+        return None
+    head = rev.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def seq_went_backwards(since: str, last_seq: str) -> bool:
+    """True when the feed answers a ``since`` with an older position: npm reset its sequence."""
+
+    def number(seq: str) -> int | None:
+        head = str(seq).split("-", 1)[0]
+        return int(head) if head.isdigit() else None
+
+    before, after = number(since), number(last_seq)
+    return before is not None and after is not None and after < before
+
+
+def resolve_registry_url(configured: str | None) -> str:
+    """The registry base URL: the setting, else the user's npm configuration; always ends with ``/``.
+
+    npm's own precedence: the ``npm_config_registry`` environment variable, the project and user
+    ``.npmrc`` files, then whatever ``npm config get registry`` answers.
+    """
+    url = configured or _npm_configured_registry()
+    if not url:
+        raise UsageError(
+            "npm: no registry URL. Set NPM_REGISTRY_URL (setting or environment variable), "
+            "or configure npm's `registry` (npm config set registry <url>)."
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+def _npm_configured_registry() -> str | None:
+    for variable in ("npm_config_registry", "NPM_CONFIG_REGISTRY"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    userconfig = os.environ.get("NPM_CONFIG_USERCONFIG") or os.environ.get("npm_config_userconfig")
+    for npmrc in (Path(".npmrc"), Path(userconfig) if userconfig else Path.home() / ".npmrc"):
+        value = _read_npmrc(npmrc)
+        if value:
+            return value
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            out = subprocess.run(
+                [npm, "config", "get", "registry"], capture_output=True, text=True, timeout=20
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        value = out.stdout.strip()
+        if out.returncode == 0 and value.startswith(("http://", "https://")):
+            return value
+    return None
+
+
+def _read_npmrc(path: Path) -> str | None:
+    try:
+        content = path.read_text()
+    except OSError:
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string("[npmrc]\n" + content)
+    except configparser.Error:
+        return None
+    value = parser.get("npmrc", "registry", fallback=None)
+    return value.strip().strip('"') if value else None

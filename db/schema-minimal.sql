@@ -1,0 +1,1 @@
+../crawler/meta/schema-minimal.sql
