@@ -81,8 +81,7 @@ class NpmSpider(SourceSpider):
         spider.changes_url = settings.get("NPM_CHANGES_URL")
         if spider.mode != "named" and not spider.changes_url:
             raise UsageError(
-                "npm: mode=%s follows the replication feed: set NPM_CHANGES_URL to its _changes URL"
-                % spider.mode
+                f"npm: mode={spider.mode} follows the replication feed: set NPM_CHANGES_URL to its _changes URL"
             )
         spider.page_size = min(settings.getint("NPM_CHANGES_PAGE_SIZE", 1000), FEED_PAGE_MAX)
         spider.stale_retries = settings.getint("NPM_STALE_RETRIES", 3)
@@ -129,12 +128,9 @@ class NpmSpider(SourceSpider):
         # The same package can change several times in a page: fetch it once, at its newest rev.
         latest: dict[str, dict[str, Any]] = {}
         for change in feed["results"]:
-            if (
-                isinstance(change, dict)
-                and isinstance(change.get("id"), str)
-                and not change["id"].startswith("_design/")
-            ):
-                latest.pop(change["id"], None)
+            name = change.get("id") if isinstance(change, dict) else None
+            if isinstance(name, str) and not name.startswith("_design/"):
+                latest.pop(name, None)
                 latest[name] = change
         fetches = [c for c in latest.values() if not c.get("deleted")]
         for change in latest.values():
