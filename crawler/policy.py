@@ -39,7 +39,7 @@ class SourcePolicy:
             "CONCURRENT_REQUESTS": max(self.concurrency, 1),
             "CONCURRENT_REQUESTS_PER_DOMAIN": self.concurrency,
             "DOWNLOAD_DELAY": self.delay,
-            "RANDOMIZE_DOWNLOAD_DELAY": self.delay > 0,
+            "DOWNLOAD_DELAY_JITTER": 0.5 if self.delay > 0 else 0,
             "AUTOTHROTTLE_ENABLED": self.autothrottle,
             "AUTOTHROTTLE_TARGET_CONCURRENCY": max(self.concurrency / 2, 1.0),
             "RETRY_TIMES": self.retries,

@@ -43,9 +43,9 @@ NPM_STALE_RETRY_DELAY = float(_env("NPM_STALE_RETRY_DELAY", "2.0"))
 NPM_SEQ_RESET = _env("NPM_SEQ_RESET", "rewind")
 NPM_PROXIES = _env("NPM_PROXIES", "")
 
-# -- retries and proxies (per-source values come from each spider's policy) ---------------------
-RETRY_BACKOFF_BASE = float(_env("RETRY_BACKOFF_BASE", "1.0"))
-RETRY_BACKOFF_MAX = float(_env("RETRY_BACKOFF_MAX", "120"))
+# -- retries and proxies -------------------------------------------------------------------------
+# RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override
+# them for one crawl with -s. A Retry-After longer than RETRY_AFTER_MAX seconds is capped.
 RETRY_AFTER_MAX = float(_env("RETRY_AFTER_MAX", "600"))
 PROXY_BENCH_SECONDS = float(_env("PROXY_BENCH_SECONDS", "300"))
 PROXY_BENCH_MAX = float(_env("PROXY_BENCH_MAX", "3600"))
@@ -69,15 +69,13 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
 }
-SPIDER_MIDDLEWARES = {
-    "scrapy.spidermiddlewares.referer.RefererMiddleware": None,
-}
 # Items of one response go through the pipelines one after another: this keeps a checkpoint behind
 # the records yielded before it (DESIGN §3.1) and avoids Scrapy's per-response fan-out of 100 tasks.
 CONCURRENT_ITEMS = 1
 ROBOTSTXT_OBEY = False
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 USER_AGENT = _env("USER_AGENT", "scrapy-ingestion/0.1 (+data-ingestion platform)")
 LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 FEED_EXPORT_ENCODING = "utf-8"

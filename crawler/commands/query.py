@@ -27,9 +27,7 @@ class Command(ScrapyCommand):
 
     def short_desc(self) -> str:
         return (
-            "Run SQL over the stored data (views: "
-            + ", ".join(sorted(r.table for r in Record.registry.values()))
-            + ")"
+            "Run SQL over the stored data (views: " + ", ".join(sorted(r.table for r in Record.registry.values())) + ")"
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:

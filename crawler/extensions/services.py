@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
-from twisted.internet.defer import Deferred
 
 from crawler.config import IngestionConfig
 from crawler.meta import MetaDB
@@ -54,10 +53,9 @@ class Services:
     def meta(self) -> MetaDB:
         return MetaDB.connect(self.config.meta_db_url, payload_limit=self.config.dead_letter_sample_bytes)
 
-    def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        """Run a metadata call on the ordered metadata thread; a Deferred of its result."""
-        future: Future[Any] = self._meta_thread.submit(func, *args, **kwargs)
-        return Deferred.fromFuture(asyncio.wrap_future(future))
+    def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """Run a metadata call on the ordered metadata thread; await the result."""
+        return asyncio.wrap_future(self._meta_thread.submit(func, *args, **kwargs))
 
     def dead_letter(
         self,
@@ -66,7 +64,7 @@ class Services:
         url: str | None = None,
         payload: bytes | str | None = None,
         attempts: int = 1,
-    ) -> Deferred[Any]:
+    ) -> asyncio.Future[Any]:
         """Record a message that could not be processed; the crawl goes on (DESIGN §3.3)."""
         stats = self.crawler.stats
         assert stats is not None

@@ -87,9 +87,7 @@ class NpmPackage(Record):
             dependencies=string_map(manifest.get("dependencies")),
             dev_dependencies=string_map(manifest.get("devDependencies")),
             peer_dependencies=string_map(manifest.get("peerDependencies")),
-            maintainers=[
-                Person(name=n, email=e) for n, e in map(parse_person, _list(doc.get("maintainers")))
-            ],
+            maintainers=[Person(name=n, email=e) for n, e in map(parse_person, _list(doc.get("maintainers")))],
             repository_url=normalize_repository_url(manifest.get("repository") or doc.get("repository")),
             homepage=text(manifest.get("homepage") or doc.get("homepage")),
             created=parse_time(times.get("created")),

@@ -106,9 +106,7 @@ class PartitionRow:
         if not self.object_key:
             raise ValueError("PartitionRow.object_key must not be empty")
         if self.format not in PARTITION_FORMATS:
-            raise ValueError(
-                f"PartitionRow.format must be one of {sorted(PARTITION_FORMATS)}: {self.format!r}"
-            )
+            raise ValueError(f"PartitionRow.format must be one of {sorted(PARTITION_FORMATS)}: {self.format!r}")
         if not 1 <= self.month <= 12 or not 1 <= self.day <= 31:
             raise ValueError(f"invalid partition date {self.year}-{self.month}-{self.day}")
 
@@ -335,8 +333,7 @@ class _PostgresBackend(_Backend):
             if row is None or row["seq"] is None:
                 self.conn.execute("CREATE SEQUENCE failed_messages_id_seq OWNED BY failed_messages.id")
                 self.conn.execute(
-                    "ALTER TABLE failed_messages "
-                    "ALTER COLUMN id SET DEFAULT nextval('failed_messages_id_seq')"
+                    "ALTER TABLE failed_messages ALTER COLUMN id SET DEFAULT nextval('failed_messages_id_seq')"
                 )
                 # Rows copied from SQLite/D1 keep their ids: start after them.
                 self.conn.execute(
@@ -506,9 +503,7 @@ class MetaDB:
 
     def get_cursor(self, source: str, key: str = "default") -> str | None:
         """Saved cursor value (opaque string) for ``(source, key)``, or ``None``."""
-        rows = self._fetch(
-            "SELECT cursor_value FROM sync_state WHERE source = ? AND cursor_key = ?", (source, key)
-        )
+        rows = self._fetch("SELECT cursor_value FROM sync_state WHERE source = ? AND cursor_key = ?", (source, key))
         return rows[0]["cursor_value"] if rows else None
 
     def save_cursor(self, source: str, value: str, key: str = "default", run_id: str | None = None) -> None:
@@ -583,9 +578,7 @@ class MetaDB:
             for i in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[i : i + _IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                changed += b.run(
-                    f"UPDATE failed_messages SET replayed_at = ? WHERE id IN ({marks})", (when, *chunk)
-                )
+                changed += b.run(f"UPDATE failed_messages SET replayed_at = ? WHERE id IN ({marks})", (when, *chunk))
         return changed
 
     @staticmethod
@@ -611,9 +604,7 @@ class MetaDB:
         if not rows:
             return
         now = utcnow()
-        values = [
-            r.as_tuple() if r.created_at else dataclasses.replace(r, created_at=now).as_tuple() for r in rows
-        ]
+        values = [r.as_tuple() if r.created_at else dataclasses.replace(r, created_at=now).as_tuple() for r in rows]
         cols = PartitionRow.COLUMNS
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "object_key")
         sql = (

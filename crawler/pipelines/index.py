@@ -57,9 +57,7 @@ class PartitionIndex:
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})
         for row in rows:
             part = partitions[f"year={row.year:04d}/month={row.month:02d}/day={row.day:02d}"]
-            part["files"].append(
-                {"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes}
-            )
+            part["files"].append({"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes})
             part["bytes"] += row.bytes
             if row.format == "parquet":
                 part["rows"] += row.records

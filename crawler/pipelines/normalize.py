@@ -44,9 +44,7 @@ class NormalizePipeline:
         spider = self.crawler.spider
         declared = getattr(spider, "records", ())
         if type(item) not in declared:
-            return self._reject(
-                item, f"undeclared_record_type: {type(item).__name__} is not in {spider.name}.records"
-            )
+            return self._reject(item, f"undeclared_record_type: {type(item).__name__} is not in {spider.name}.records")
         if any(getattr(item, field) in (None, "") for field in item.key):
             return self._reject(item, f"missing_key: {', '.join(item.key)}")
         row = item.to_row()

@@ -69,18 +69,14 @@ class StorePipeline:
         self.in_flight[id(batch)] = batch
         try:
             objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
-            await maybe_deferred_to_future(
-                self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
-            )
+            await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
         except Exception:
             # Not stored (the store already retried): pin the cursors below these rows so that the
             # next run fetches them again.
             if self.lost_receipt is None or batch.first_receipt < self.lost_receipt:
                 self.lost_receipt = batch.first_receipt
             self.crawler.stats.inc_value("store/batch_failures")
-            logger.exception(
-                "could not store a batch of %d %s records", len(batch), batch.record_type.namespace
-            )
+            logger.exception("could not store a batch of %d %s records", len(batch), batch.record_type.namespace)
             raise
         finally:
             del self.in_flight[id(batch)]
@@ -103,14 +99,12 @@ class StorePipeline:
 
     async def _save_ready_cursors(self) -> None:
         for checkpoint in self.ledger.ready(self.watermark()):
-            await maybe_deferred_to_future(
-                self.services.in_meta_thread(
-                    self.services.meta.save_cursor,
-                    checkpoint.source,
-                    checkpoint.value,
-                    key=checkpoint.key,
-                    run_id=self.services.run_id,
-                )
+            await self.services.in_meta_thread(
+                self.services.meta.save_cursor,
+                checkpoint.source,
+                checkpoint.value,
+                key=checkpoint.key,
+                run_id=self.services.run_id,
             )
             self.crawler.stats.set_value(f"cursor/{checkpoint.source}/{checkpoint.key}", checkpoint.value)
             logger.info("cursor %s/%s saved at %s", checkpoint.source, checkpoint.key, checkpoint.value)

@@ -30,9 +30,7 @@ class StoredObject:
 
 def batch_prefix(namespace: str, day: date, unix_ts: int, batch_id: str) -> str:
     """``<namespace>/year=YYYY/month=MM/day=DD/batch_<unix-ts>_<id>`` (DESIGN §2)."""
-    return (
-        f"{namespace}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/batch_{unix_ts}_{batch_id}"
-    )
+    return f"{namespace}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/batch_{unix_ts}_{batch_id}"
 
 
 class BatchWriter:

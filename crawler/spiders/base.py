@@ -80,17 +80,13 @@ class SourceSpider(scrapy.Spider):
             self.dead_letter(f"invalid_json: {exc}", url=response.url, payload=response.body)
             return None
 
-    def build(
-        self, factory: Callable[..., R], payload: Any, *, url: str, raw: bytes | None = None
-    ) -> R | None:
+    def build(self, factory: Callable[..., R], payload: Any, *, url: str, raw: bytes | None = None) -> R | None:
         """``factory(payload)``, or None after recording a dead letter when it does not validate."""
         try:
             return factory(payload)
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
             reason = f"invalid_record: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            self.dead_letter(
-                reason, url=url, payload=raw if raw is not None else orjson.dumps(payload, default=str)
-            )
+            self.dead_letter(reason, url=url, payload=raw if raw is not None else orjson.dumps(payload, default=str))
             return None
 
     def errback(self, failure: Failure) -> Iterator[Any]:

@@ -65,9 +65,7 @@ class NpmSpider(SourceSpider):
         if self.mode not in MODES:
             raise UsageError(f"npm: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.mode == "named" and not self.names:
-            raise UsageError(
-                "npm: give -a packages=name1,name2 (or packages_file=…), or -a mode=incremental|full"
-            )
+            raise UsageError("npm: give -a packages=name1,name2 (or packages_file=…), or -a mode=incremental|full")
         self.since_arg = since
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
         self.checkpoints = OrderedCheckpoints(self.source, self.cursor_key)
@@ -96,9 +94,7 @@ class NpmSpider(SourceSpider):
             return
         since = self.since_arg
         if since is None:
-            since = await self.services.in_meta_thread(
-                self.services.meta.get_cursor, self.source, self.cursor_key
-            )
+            since = await self.services.in_meta_thread(self.services.meta.get_cursor, self.source, self.cursor_key)
         yield self.changes_request(since or "0")
 
     # -- the changes feed ---------------------------------------------------------------------
@@ -283,9 +279,7 @@ def _npm_configured_registry() -> str | None:
     npm = shutil.which("npm")
     if npm:
         try:
-            out = subprocess.run(
-                [npm, "config", "get", "registry"], capture_output=True, text=True, timeout=20
-            )
+            out = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True, timeout=20)
         except (OSError, subprocess.SubprocessError):
             return None
         value = out.stdout.strip()

@@ -88,9 +88,7 @@ def test_rows_fit_the_arrow_schema():
 
 
 @pytest.mark.skipif(not SAMPLES.exists(), reason="../shared/samples not present")
-@pytest.mark.parametrize(
-    "sample", sorted(p.name for p in SAMPLES.glob("*full.json")) if SAMPLES.exists() else []
-)
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*full.json")) if SAMPLES.exists() else [])
 def test_conformance_with_recorded_packuments(sample):
     doc = json.loads((SAMPLES / sample).read_text())
     record = NpmPackage.from_packument(doc)

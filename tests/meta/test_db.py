@@ -182,9 +182,7 @@ def test_schema_runs_with_plain_executescript_twice() -> None:
     }
     assert ["namespace", "year", "month", "day"] in index_cols.values()
     # failed_messages.id is the rowid alias: assigned without AUTOINCREMENT.
-    conn.execute(
-        "INSERT INTO failed_messages (source, reason, attempts, created_at) VALUES ('s', 'r', 1, 'now')"
-    )
+    conn.execute("INSERT INTO failed_messages (source, reason, attempts, created_at) VALUES ('s', 'r', 1, 'now')")
     assert conn.execute("SELECT id FROM failed_messages").fetchone() == (1,)
 
 
@@ -280,9 +278,7 @@ def test_runs_start_finish_roundtrip(db: MetaDB) -> None:
     import datetime as dt
 
     stats = {"item_scraped_count": 7, "start_time": dt.datetime(2024, 5, 1, tzinfo=dt.UTC)}
-    db.finish_run(
-        "run-1", "finished", items=7, errors=1, dead_letters=2, bytes_written=5 * 2**32, stats=stats
-    )
+    db.finish_run("run-1", "finished", items=7, errors=1, dead_letters=2, bytes_written=5 * 2**32, stats=stats)
     run = db.get_run("run-1")
     assert run is not None
     assert run["finish_reason"] == "finished"
@@ -400,9 +396,7 @@ def test_payload_sample_bounds() -> None:
     assert s is not None and len(s) == 100 and s.endswith("…[truncated, 101 bytes total]")
     # multi-byte: N counts UTF-8 bytes of the original
     s = payload_sample("é" * 500, 100)
-    assert (
-        s is not None and len(s) == 100 and s.startswith("é") and s.endswith("[truncated, 1000 bytes total]")
-    )
+    assert s is not None and len(s) == 100 and s.startswith("é") and s.endswith("[truncated, 1000 bytes total]")
     # a big bytes body whose prefix cut lands inside a 3-byte char: no spurious replacement chars
     s = payload_sample("€".encode() * 100_000, 100)
     assert s is not None and len(s) == 100 and "\ufffd" not in s
@@ -471,9 +465,7 @@ def test_failed_counts_and_replay(db: MetaDB) -> None:
 # --------------------------------------------------------------------------- partitions
 
 
-def _part(
-    key: str, ns: str = "npm/packages", y: int = 2024, m: int = 5, d: int = 1, **kw: object
-) -> PartitionRow:
+def _part(key: str, ns: str = "npm/packages", y: int = 2024, m: int = 5, d: int = 1, **kw: object) -> PartitionRow:
     values: dict[str, object] = {"format": "ndjson", "records": 10, "bytes": 1000} | kw
     return PartitionRow(key, ns, y, m, d, **values)  # type: ignore[arg-type]
 

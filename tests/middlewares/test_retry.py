@@ -1,0 +1,73 @@
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from scrapy import Request
+from scrapy.http import Response
+from scrapy.utils.test import get_crawler
+
+from crawler.middlewares.retry import BackoffRetryMiddleware
+from crawler.spiders.npm import NpmSpider
+
+
+def middleware(**settings) -> BackoffRetryMiddleware:
+    # the npm policy declares backoff_base=1 and backoff_max=120
+    crawler = get_crawler(
+        NpmSpider,
+        {"RETRY_AFTER_MAX": 100, "NPM_REGISTRY_URL": "http://127.0.0.1:1/", **settings},
+        prevent_warnings=False,
+    )
+    return BackoffRetryMiddleware.from_crawler(crawler)
+
+
+def response(status: int, retry_after: str | None = None) -> Response:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return Response("http://127.0.0.1/x", status=status, headers=headers)
+
+
+def test_retry_after_seconds_and_dates_are_read_and_capped():
+    mw = middleware()
+    assert mw.retry_after(response(429, "7")) == 7
+    assert mw.retry_after(response(429, "100000")) == 100
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= mw.retry_after(response(503, soon)) <= 30
+    assert mw.retry_after(response(503, "garbage")) is None
+    assert mw.retry_after(response(503)) is None
+
+
+def test_backoff_grows_exponentially_with_jitter_and_cap():
+    mw = middleware()
+    delays = [mw.backoff(Request("http://127.0.0.1/", meta={"retry_times": n})) for n in range(8)]
+    assert 0.75 <= delays[0] <= 1.25
+    assert 3 <= delays[2] <= 5
+    assert 64 * 0.75 <= delays[6] <= 64 * 1.25
+    assert max(delays) <= 120 * 1.25
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_waits_for_retry_after_then_retries(status, monkeypatch):
+    mw = middleware()
+    waited = []
+
+    async def fake_wait(seconds):
+        waited.append(seconds)
+
+    monkeypatch.setattr(mw, "_wait", fake_wait)
+    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    request = Request("http://127.0.0.1/x")
+    result = await mw.process_response(request, response(status, "3"))
+    assert isinstance(result, Request) and result.meta["retry_times"] == 1
+    assert waited == [3]
+
+
+async def test_gives_up_after_the_last_retry(monkeypatch):
+    mw = middleware()
+
+    async def no_wait(seconds):
+        return None
+
+    monkeypatch.setattr(mw, "_wait", no_wait)
+    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    request = Request("http://127.0.0.1/x", meta={"retry_times": mw.max_retry_times})
+    final = response(429, "1")
+    assert await mw.process_response(request, final) is final

@@ -1,0 +1,131 @@
+"""End-to-end crawls of the npm spider against the loopback fake registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.npm import FakeNpmRegistry
+
+pytestmark = pytest.mark.slow
+
+
+def stored_names(workspace, view: str = "npm_package") -> set[str]:
+    return {row["name"] for row in workspace.query(f"SELECT name FROM {view}")}
+
+
+def test_named_packages_with_every_fault(workspace, fake_npm, npm_env):
+    healthy = list(fake_npm.package_names())[:3]
+    scoped = next(name for name in fake_npm.package_names() if name.startswith("@"))
+    faults = [
+        "fault-not-found",
+        "fault-gone",
+        "fault-unpublished",
+        "fault-rate-limited",
+        "fault-unavailable",
+        "fault-malformed",
+        "fault-truncated",
+    ]
+    workspace.crawl("npm", "packages=" + ",".join([*healthy, scoped, *faults]), **npm_env)
+
+    rows = {
+        row["name"]: row
+        for row in workspace.query(
+            "SELECT name, version, deleted, unpublished, _source, _run_id, _schema_version, year FROM npm_package"
+        )
+    }
+    assert set(healthy) | {scoped, "fault-rate-limited", "fault-unavailable", "fault-unpublished"} <= set(rows)
+    assert rows[scoped]["version"] is not None
+    # 429 and 503 with Retry-After were retried, not lost
+    assert rows["fault-rate-limited"]["deleted"] is False
+    assert rows["fault-unpublished"]["unpublished"] is True
+    # 404 and 410 are stored as tombstones
+    assert rows["fault-not-found"]["deleted"] is True and rows["fault-gone"]["deleted"] is True
+    assert {r["_source"] for r in rows.values()} == {"npm"}
+    assert all(r["_schema_version"] == 1 and r["_run_id"] for r in rows.values())
+
+    # bad input is a dead letter with its reason and a sample, and the crawl went on
+    meta = workspace.meta()
+    failed = {row["url"].rsplit("/", 1)[1]: row for row in meta.failed("npm")}
+    assert set(failed) == {"fault-malformed", "fault-truncated"}
+    assert failed["fault-malformed"]["reason"].startswith("invalid_json")
+    assert failed["fault-malformed"]["payload_sample"]
+    assert failed["fault-truncated"]["reason"].startswith("download_error")
+    run = meta.last_runs("npm")[0]
+    assert run["finish_reason"] == "finished"
+    assert run["items"] == len(rows) and run["dead_letters"] == 2 and run["bytes_written"] > 0
+
+
+def test_huge_packument_over_the_limit_is_a_dead_letter(workspace, fake_npm, npm_env):
+    name = next(iter(fake_npm.package_names()))
+    workspace.crawl("npm", f"packages=fault-huge,{name}", settings={"DOWNLOAD_MAXSIZE": 5_000_000}, **npm_env)
+    assert stored_names(workspace) == {name}
+    (failed,) = workspace.meta().failed("npm")
+    assert failed["url"].endswith("/fault-huge")
+
+
+def test_incremental_follows_the_feed_and_saves_the_cursor(workspace, fake_npm, npm_env):
+    workspace.crawl("npm", "mode=incremental", settings={"NPM_CHANGES_PAGE_SIZE": 7}, **npm_env)
+    names = set(fake_npm.package_names())
+    assert stored_names(workspace) == names
+    meta = workspace.meta()
+    first_cursor = meta.get_cursor("npm")
+    assert first_cursor == str(fake_npm.last_seq)
+
+    # a second run reads only what changed since the cursor
+    changed = sorted(names)[0]
+    removed = sorted(names)[1]
+    fake_npm.publish(changed)
+    fake_npm.delete(removed)
+    fake_npm.reset_counters()
+    workspace.crawl("npm", "mode=incremental", **npm_env)
+    packuments = [key for key in fake_npm.requests if key != "_changes"]
+    assert packuments == [changed]  # only the republished package; the deletion needs no fetch
+    latest = {row["name"]: row for row in workspace.query("SELECT name, deleted, rev FROM npm_package")}
+    assert latest[removed]["deleted"] is True
+    history = workspace.query(f"SELECT count(*) AS n FROM npm_package_history WHERE name = '{changed}'")
+    assert history[0]["n"] == 2
+    assert int(meta.get_cursor("npm")) > int(first_cursor)
+
+
+def test_seq_reset_is_reported_and_replayed(workspace, fake_npm, npm_env):
+    workspace.crawl("npm", "mode=incremental", **npm_env)
+    fake_npm.reset_seq()
+    fake_npm.publish("after-reset-package")
+    workspace.crawl("npm", "mode=incremental", **npm_env)
+    failed = workspace.meta().failed("npm")
+    assert [row["reason"].split(":")[0] for row in failed] == ["seq_reset"]
+    assert "after-reset-package" in stored_names(workspace)
+    assert workspace.meta().get_cursor("npm") == str(fake_npm.last_seq)
+
+
+def test_seq_reset_can_fail_the_crawl(workspace, fake_npm, npm_env):
+    workspace.crawl("npm", "mode=incremental", **npm_env)
+    cursor = workspace.meta().get_cursor("npm")
+    fake_npm.reset_seq()
+    workspace.crawl("npm", "mode=incremental", settings={"NPM_SEQ_RESET": "fail"}, **npm_env)
+    assert workspace.meta().last_runs("npm")[0]["finish_reason"] == "npm_seq_reset"
+    assert workspace.meta().get_cursor("npm") == cursor
+
+
+def test_stale_packument_is_refetched(workspace, npm_env):
+    with FakeNpmRegistry(packages=3, seed=3, include_faults_in_changes=True).serve() as fake:
+        env = {"NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
+        workspace.crawl("npm", "mode=incremental", **env)
+        assert fake.requests["fault-stale"] >= 2
+        current_rev = fake.packument("fault-stale")["_rev"]
+    (row,) = workspace.query("SELECT rev FROM npm_package WHERE name = 'fault-stale'")
+    assert row["rev"] == current_rev
+
+
+def test_full_mode_sets_the_incremental_cursor(workspace, fake_npm, npm_env):
+    workspace.crawl("npm", "mode=full", settings={"NPM_CHANGES_PAGE_SIZE": 10}, **npm_env)
+    assert stored_names(workspace) == set(fake_npm.package_names())
+    meta = workspace.meta()
+    assert meta.get_cursor("npm") == str(fake_npm.last_seq)
+    assert meta.get_cursor("npm", "full") == ""
+
+
+def test_missing_registry_configuration_is_a_clear_error(workspace):
+    result = workspace.crawl("npm", "packages=a", check=False, HOME=str(workspace.path), PATH="/nonexistent")
+    assert result.returncode != 0
+    assert "NPM_REGISTRY_URL" in result.stderr
