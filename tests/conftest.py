@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.npm import FakeNpmRegistry
+from tests.fakes.s3 import s3_server  # noqa: F401  (a session fixture for every test folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 

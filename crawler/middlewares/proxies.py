@@ -44,7 +44,7 @@ class ProxyRotationMiddleware:
         proxies = crawler.settings.getlist(setting) if setting else []
         proxies = [p.strip() for p in proxies if p and p.strip()]
         if not proxies:
-            raise NotConfigured("no proxies configured for this source")
+            raise NotConfigured  # no proxy list for this source: stay out of the way, quietly
         return cls(
             crawler,
             proxies,
