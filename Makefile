@@ -17,8 +17,8 @@ demo: setup
 	$(BIN)/python scripts/demo.py
 
 lint: setup
-	$(BIN)/ruff check crawler tests bench scripts
-	$(BIN)/ruff format --check crawler tests bench scripts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: lint
 	$(BIN)/python -m pytest -q
