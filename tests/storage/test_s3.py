@@ -21,8 +21,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from crawler.storage import ObjectStore, open_store
 from crawler.storage.s3 import S3Store
-
-from .conftest import BUCKET, S3Server
+from tests.fakes.s3 import BUCKET, S3Server
 
 MiB = 1024 * 1024
 
