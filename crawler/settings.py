@@ -42,6 +42,13 @@ NPM_STALE_RETRIES = int(_env("NPM_STALE_RETRIES", "3"))
 NPM_STALE_RETRY_DELAY = float(_env("NPM_STALE_RETRY_DELAY", "2.0"))
 NPM_SEQ_RESET = _env("NPM_SEQ_RESET", "rewind")
 NPM_PROXIES = _env("NPM_PROXIES", "")
+# PyPI: the index base URL defaults to the user's pip configuration (PIP_INDEX_URL, `pip config`),
+# else the pypi-simple library's published endpoint. PYPI_JSON_API: auto (fall back to the simple
+# API per project), true, or false (a mirror that serves only the simple API).
+PYPI_URL = _env("PYPI_URL")
+PYPI_JSON_API = _env("PYPI_JSON_API", "auto")
+PYPI_PAGE_SIZE = int(_env("PYPI_PAGE_SIZE", "1000"))
+PYPI_PROXIES = _env("PYPI_PROXIES", "")
 
 # -- retries and proxies -------------------------------------------------------------------------
 # RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override

@@ -8,7 +8,7 @@ from typing import Any
 
 _PERSON = re.compile(r"^\s*(?P<name>[^<(]*?)\s*(?:<(?P<email>[^>]*)>)?\s*(?:\((?P<url>[^)]*)\))?\s*$")
 # git hosts whose URLs are normalized to https://host/owner/repo
-_GIT_HOSTS = {"github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "git.sr.ht"}
+GIT_HOSTS = {"github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "git.sr.ht"}
 _SHORTCUT_HOSTS = {"github": "github.com", "gitlab": "gitlab.com", "bitbucket": "bitbucket.org"}
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//)[^\s]+)$")
 _URL = re.compile(r"^(?:[\w+.-]+://)?(?:[^@/\s]+@)?(?P<host>[\w.-]+)(?::\d+)?(?P<path>/[^\s?#]*)?")
@@ -91,10 +91,15 @@ def normalize_repository_url(value: Any) -> str | None:
             return raw
         host, path = match["host"], match["path"] or ""
     host = host.lower().removeprefix("www.")
-    if host not in _GIT_HOSTS:
+    if host not in GIT_HOSTS:
         return raw
     parts = [part for part in path.split("/") if part]
     if len(parts) < 2:
         return raw
     owner, repo = parts[0], parts[1].removesuffix(".git")
     return f"https://{host}/{owner}/{repo}"
+
+
+def is_git_host_url(url: str | None) -> bool:
+    """True for a normalized ``https://<git host>/owner/repo`` URL."""
+    return bool(url) and url.startswith("https://") and url.split("/")[2] in GIT_HOSTS and url.count("/") == 4

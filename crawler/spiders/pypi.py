@@ -1,0 +1,323 @@
+"""The PyPI source: projects by name, every project from the simple index, or only those whose serial
+changed since the last run.
+
+Arguments (``scrapy crawl pypi -a …``):
+
+* ``packages=requests,Django`` or ``packages_file=names.txt``: fetch those projects.
+* ``mode=full``: list every project from ``/simple/`` (PEP 691 JSON, or PEP 503 HTML on indexes that
+  only serve HTML) and fetch each; resumable.
+* ``mode=incremental``: diff the index's ``_last-serial`` of every project against the serials of the
+  stored records and fetch only the projects that changed (and tombstone the ones that disappeared).
+
+Metadata comes from ``/pypi/<name>/json``; on a mirror without the JSON API, from the simple project
+page and the latest release's core metadata. Settings: ``PYPI_URL`` (default: the user's pip
+configuration, else the pypi-simple library's published endpoint), ``PYPI_JSON_API``
+(``auto``/``true``/``false``), ``PYPI_PAGE_SIZE``, ``PYPI_PROXIES``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import pypi_simple
+import scrapy
+from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.http import Response
+
+from crawler.items.pypi import PypiPackage, normalize_name
+from crawler.policy import SourcePolicy
+from crawler.query.views import connect
+from crawler.spiders.base import OrderedCheckpoints, SourceSpider
+
+MODES = ("named", "full", "incremental")
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+ACCEPT_SIMPLE = f"{SIMPLE_JSON}, text/html;q=0.1"
+FULL_CURSOR = "full"
+SERIAL_CURSOR = "serial"
+
+
+class PypiSpider(SourceSpider):
+    name = "pypi"
+    records = (PypiPackage,)
+    policy = SourcePolicy(
+        concurrency=16,
+        retries=4,
+        proxies_setting="PYPI_PROXIES",
+        max_response_bytes=200 * 1024 * 1024,  # projects with thousands of releases are MBs of JSON
+    )
+
+    def __init__(
+        self, packages: str | None = None, packages_file: str | None = None, mode: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.names = [n.strip() for n in (packages or "").split(",") if n.strip()]
+        if packages_file:
+            self.names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
+        self.mode = mode or ("named" if self.names else "incremental")
+        if self.mode not in MODES:
+            raise UsageError(f"pypi: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.mode == "named" and not self.names:
+            raise UsageError("pypi: give -a packages=name1,name2 (or packages_file=…), or -a mode=full|incremental")
+        self.checkpoints = OrderedCheckpoints(self.source, FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR)
+        self._pages: Iterator[list[tuple[str, int | None]]] | None = None
+        self._index_serial: int | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PypiSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        base = resolve_pypi_url(crawler.settings.get("PYPI_URL"))
+        spider.index_url = base + "simple/"
+        spider.json_url = base + "pypi/{}/json"
+        spider.json_api = crawler.settings.get("PYPI_JSON_API", "auto")
+        spider.page_size = crawler.settings.getint("PYPI_PAGE_SIZE", 1000)
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        if self.mode == "named":
+            for name in dict.fromkeys(self.names):
+                yield self.project_request(name)
+            return
+        yield scrapy.Request(
+            self.index_url,
+            headers={"Accept": ACCEPT_SIMPLE},
+            callback=self.parse_index,
+            errback=self.index_failed,
+            dont_filter=True,
+        )
+
+    # -- the index ------------------------------------------------------------------------------
+
+    async def parse_index(self, response: Response) -> AsyncIterator[Any]:
+        try:
+            projects, self._index_serial = parse_index(response)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            self.dead_letter(f"invalid_index: {exc}", url=response.url, payload=response.body)
+            raise CloseSpider("pypi_index_unreadable") from exc
+        self.crawler.stats.set_value("pypi/index_projects", len(projects))
+        if self.mode == "full":
+            done = await self.services.in_meta_thread(self.services.meta.get_cursor, self.source, FULL_CURSOR)
+            todo = sorted(
+                (p for p in projects if not done or normalize_name(p[0]) > done), key=lambda p: normalize_name(p[0])
+            )
+        else:
+            stored = await self.services.in_meta_thread(stored_serials, self.services.store)
+            todo = [p for p in projects if p[1] is None or p[1] > stored.pop(normalize_name(p[0]), -1)]
+            for name in stored:  # stored, alive, and no longer in the index: deleted
+                self.crawler.stats.inc_value("pypi/deleted")
+                yield PypiPackage.tombstone(name, self._index_serial)
+        self.logger.info("pypi: %d of %d projects to fetch", len(todo), len(projects))
+        self._pages = (todo[i : i + self.page_size] for i in range(0, len(todo), self.page_size))
+        for item in self.next_page():
+            yield item
+        for item in self.next_page():
+            yield item
+
+    def next_page(self) -> Iterator[Any]:
+        """Open the next page of projects; after the last one, the run's closing checkpoints."""
+        if self._pages is None:
+            return
+        page_projects = next(self._pages, None)
+        if page_projects is None:
+            self._pages = None
+            yield from self.sync_complete()
+            return
+        value = normalize_name(page_projects[-1][0]) if self.mode == "full" else ""
+        page, released = self.checkpoints.open(value, len(page_projects))
+        for display, serial in page_projects:
+            yield self.project_request(display, page=page, serial=serial)
+        yield from released
+
+    def sync_complete(self) -> Iterator[Any]:
+        # Once everything before is stored: a full run clears its resume cursor, and both modes note
+        # the index serial they reached (for status and lag).
+        if self.mode == "full":
+            yield from self.checkpoints.open("", 0, key=FULL_CURSOR)[1]
+        if self._index_serial is not None:
+            yield from self.checkpoints.open(str(self._index_serial), 0, key=SERIAL_CURSOR)[1]
+
+    def index_failed(self, failure: Any) -> Iterator[Any]:
+        yield from self.errback(failure)
+        raise CloseSpider("pypi_index_unavailable")
+
+    def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
+        page = meta.get("page")
+        if page is None:
+            return
+        yield from self.checkpoints.done(page)
+        if self.checkpoints.outstanding < self.page_size:
+            yield from self.next_page()
+
+    # -- projects -------------------------------------------------------------------------------
+
+    def project_request(self, name: str, *, page: int | None = None, serial: int | None = None) -> scrapy.Request:
+        meta = {"project": name, "page": page, "serial": serial, "handle_httpstatus_list": [404, 410]}
+        if self.json_api == "false":
+            return self.simple_request(name, meta)
+        return scrapy.Request(
+            self.json_url.format(quote(name, safe="")),
+            callback=self.parse_json_api,
+            errback=self.errback,
+            headers={"Accept": "application/json"},
+            meta=meta,
+            dont_filter=page is not None,
+        )
+
+    def simple_request(self, name: str, meta: dict[str, Any]) -> scrapy.Request:
+        return scrapy.Request(
+            self.index_url + quote(normalize_name(name), safe="") + "/",
+            callback=self.parse_simple_project,
+            errback=self.errback,
+            headers={"Accept": ACCEPT_SIMPLE},
+            meta=meta,
+            dont_filter=True,
+        )
+
+    def parse_json_api(self, response: Response) -> Iterator[Any]:
+        name = response.meta["project"]
+        if response.status in (404, 410):
+            if self.json_api == "auto" and not response.meta.get("tried_simple"):
+                # a mirror without the JSON API, or a deleted project: the simple page tells which
+                yield self.simple_request(name, {**response.meta, "tried_simple": True})
+                return
+            yield from self.tombstone(name, response)
+        elif (doc := self.parse_json(response)) is not None:
+            serial = header_serial(response) or response.meta.get("serial")
+            if isinstance(doc, dict) and (
+                record := self.build(
+                    lambda d: PypiPackage.from_json_api(d, serial), doc, url=response.url, raw=response.body
+                )
+            ):
+                yield record
+            elif not isinstance(doc, dict):
+                self.dead_letter("invalid_project: not an object", url=response.url, payload=response.body)
+        yield from self.request_finished(response.meta)
+
+    def parse_simple_project(self, response: Response) -> Iterator[Any]:
+        name = response.meta["project"]
+        if response.status in (404, 410):
+            yield from self.tombstone(name, response)
+            yield from self.request_finished(response.meta)
+            return
+        try:
+            project = parse_project_page(name, response)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            self.dead_letter(f"invalid_project_page: {exc}", url=response.url, payload=response.body)
+            yield from self.request_finished(response.meta)
+            return
+        files = [file_dict(p) for p in project.packages if p.version]
+        versions = project.versions or None
+        serial = project.last_serial or header_serial(response) or response.meta.get("serial")
+        draft = PypiPackage.from_simple_page(name, files, versions, int(serial) if serial else None)
+        metadata_url = next(
+            (p.metadata_url for p in reversed(project.packages) if p.version == draft.version and p.has_metadata), None
+        )
+        if metadata_url:
+            yield scrapy.Request(
+                metadata_url,
+                callback=self.parse_core_metadata,
+                errback=self.errback,
+                meta={
+                    **response.meta,
+                    "files": files,
+                    "versions": versions,
+                    "serial": draft.last_serial,
+                    "display": project.project or name,
+                },
+                dont_filter=True,
+            )
+            return
+        yield draft
+        yield from self.request_finished(response.meta)
+
+    def parse_core_metadata(self, response: Response) -> Iterator[Any]:
+        meta = response.meta
+        record = self.build(
+            lambda raw: PypiPackage.from_simple_page(
+                meta["display"], meta["files"], meta["versions"], meta["serial"], raw
+            ),
+            response.body,
+            url=response.url,
+            raw=response.body,
+        )
+        if record is not None:
+            yield record
+        yield from self.request_finished(meta)
+
+    def tombstone(self, name: str, response: Response) -> Iterator[Any]:
+        self.crawler.stats.inc_value(f"pypi/http_{response.status}")
+        yield PypiPackage.tombstone(name, header_serial(response))
+
+
+def parse_index(response: Response) -> tuple[list[tuple[str, int | None]], int | None]:
+    """(display name, serial) of every project, and the index's serial, from JSON or HTML."""
+    content_type = response.headers.get(b"Content-Type", b"").decode().split(";")[0].strip()
+    if content_type == SIMPLE_JSON or response.body[:1] == b"{":
+        data = orjson.loads(response.body)
+        projects = [(p["name"], p.get("_last-serial")) for p in data["projects"]]
+        serial = data.get("meta", {}).get("_last-serial")
+        return projects, serial if isinstance(serial, int) else header_serial(response)
+    page = pypi_simple.IndexPage.from_html(response.body)
+    serial = int(page.last_serial) if page.last_serial else header_serial(response)
+    return [(name, None) for name in page.projects], serial
+
+
+def parse_project_page(name: str, response: Response) -> pypi_simple.ProjectPage:
+    content_type = response.headers.get(b"Content-Type", b"").decode().split(";")[0].strip()
+    if content_type == SIMPLE_JSON or response.body[:1] == b"{":
+        return pypi_simple.ProjectPage.from_json_data(orjson.loads(response.body), base_url=response.url)
+    return pypi_simple.ProjectPage.from_html(name, response.body, base_url=response.url)
+
+
+def file_dict(package: pypi_simple.DistributionPackage) -> dict[str, Any]:
+    """A distribution file as the record builder reads it (PEP 691 key names)."""
+    return {
+        "version": package.version,
+        "yanked": package.is_yanked,
+        "yanked_reason": package.yanked_reason,
+        "upload-time": package.upload_time.isoformat() if package.upload_time else None,
+    }
+
+
+def header_serial(response: Response) -> int | None:
+    value = response.headers.get(b"X-PyPI-Last-Serial")
+    return int(value) if value and value.isdigit() else None
+
+
+def stored_serials(store: Any) -> dict[str, int]:
+    """Serial of every stored, not deleted project (the latest record per project)."""
+    con = connect(store)
+    rows = con.execute("SELECT name, last_serial FROM pypi_package WHERE NOT deleted").fetchall()
+    return {name: serial if serial is not None else -1 for name, serial in rows}
+
+
+def resolve_pypi_url(configured: str | None) -> str:
+    """The index base URL (the one that serves ``simple/`` and ``pypi/``), ending with ``/``.
+
+    The setting; else the user's pip configuration (``PIP_INDEX_URL``, then ``pip config list``), with
+    a trailing ``simple/`` removed; else the pypi-simple library's published endpoint.
+    """
+    url = configured or os.environ.get("PIP_INDEX_URL") or _pip_configured_index() or pypi_simple.PYPI_SIMPLE_ENDPOINT
+    url = url if url.endswith("/") else url + "/"
+    return re.sub(r"simple/$", "", url)
+
+
+def _pip_configured_index() -> str | None:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith(".index-url"):
+            return value.strip().strip("'\"")
+    return None
