@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.npm import FakeNpmRegistry
+from tests.fakes.pypi import FakePyPI
 from tests.fakes.s3 import s3_server  # noqa: F401  (a session fixture for every test folder)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def workspace(tmp_path: Path) -> Workspace:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("NPM_", "npm_config", "STORAGE_", "META_", "AWS_", "SCRAPY_"))
+        if not key.startswith(("NPM_", "npm_config", "PYPI_", "PIP_INDEX", "STORAGE_", "META_", "AWS_", "SCRAPY_"))
     }
     env.update(
         SCRAPY_SETTINGS_MODULE="crawler.settings",
@@ -88,3 +89,14 @@ def fake_npm() -> Iterator[FakeNpmRegistry]:
 @pytest.fixture
 def npm_env(fake_npm: FakeNpmRegistry) -> dict[str, str]:
     return {"NPM_REGISTRY_URL": fake_npm.registry_url, "NPM_CHANGES_URL": fake_npm.changes_url}
+
+
+@pytest.fixture
+def fake_pypi() -> Iterator[FakePyPI]:
+    with FakePyPI(projects=40, seed=5).serve() as fake:
+        yield fake
+
+
+@pytest.fixture
+def pypi_env(fake_pypi: FakePyPI) -> dict[str, str]:
+    return {"PYPI_URL": fake_pypi.url}
