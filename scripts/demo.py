@@ -1,9 +1,9 @@
-"""The platform's main job, offline: sync every package of the bundled loopback npm registry into the
-embedded default (./data: local folder + SQLite), then query the result with DuckDB.
+"""The platform's main job, offline: sync every package of the bundled loopback npm registry and PyPI
+into the embedded default (./data: local folder + SQLite), then query the result with DuckDB.
 
-Run it with ``make demo``. It starts the fake registry from ``tests/fakes`` on 127.0.0.1, runs
-``scrapy crawl npm -a mode=full`` then ``-a mode=incremental`` (which finds nothing new), and prints a
-query result. Nothing leaves the machine.
+Run it with ``make demo``. It starts the fakes from ``tests/fakes`` on 127.0.0.1, runs a full sync of
+each source, then an incremental one (which finds nothing new), and prints a query result. Nothing
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = int(os.environ.get("DEMO_PACKAGES", "500"))
 QUERY = """
-SELECT license, count(*) AS packages, round(avg(versions_count), 1) AS avg_versions,
-       count(*) FILTER (WHERE deprecated IS NOT NULL) AS deprecated
-FROM npm_package WHERE NOT deleted GROUP BY license ORDER BY packages DESC, license LIMIT 10
+WITH packages AS (
+    SELECT 'npm' AS source, license, repository_url FROM npm_package WHERE NOT deleted
+    UNION ALL
+    SELECT 'pypi', license, repository_url FROM pypi_package WHERE NOT deleted
+)
+SELECT source, license, count(*) AS packages, count(repository_url) AS with_repository
+FROM packages GROUP BY ALL ORDER BY packages DESC, source, license LIMIT 12
 """
 
 
@@ -28,43 +32,58 @@ def scrapy(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "scrapy", *args], cwd=ROOT, env=env, check=True)
 
 
-def main() -> None:
-    fake = subprocess.Popen(
+def start_fake(module: str, *args: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.fakes.npm",
+            module,
             "--host",
             "127.0.0.1",
             "--port",
             "0",
-            "--packages",
-            str(PACKAGES),
             "--seed",
             "1",
             "--size-profile",
             "realistic",
+            *args,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+def main() -> None:
+    fakes: list[subprocess.Popen] = []
     try:
-        urls = json.loads(fake.stdout.readline())
-        print(f"fake npm registry with {PACKAGES} packages at {urls['registry_url']}", flush=True)
+        npm, npm_urls = start_fake("tests.fakes.npm", "--packages", str(PACKAGES))
+        fakes.append(npm)
+        pypi, pypi_urls = start_fake("tests.fakes.pypi", "--projects", str(PACKAGES))
+        fakes.append(pypi)
+        print(
+            f"loopback npm registry at {npm_urls['registry_url']}, PyPI at {pypi_urls['url']}, "
+            f"{PACKAGES} packages each",
+            flush=True,
+        )
         env = {
             **os.environ,
-            "NPM_REGISTRY_URL": urls["registry_url"],
-            "NPM_CHANGES_URL": urls["changes_url"],
+            "NPM_REGISTRY_URL": npm_urls["registry_url"],
+            "NPM_CHANGES_URL": npm_urls["changes_url"],
+            "PYPI_URL": pypi_urls["url"],
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
             "BATCH_IDLE_SECONDS": "2",
         }
-        scrapy("crawl", "npm", "-a", "mode=full", env=env)
-        scrapy("crawl", "npm", "-a", "mode=incremental", env=env)
+        for source in ("npm", "pypi"):
+            scrapy("crawl", source, "-a", "mode=full", env=env)
+            scrapy("crawl", source, "-a", "mode=incremental", env=env)
         scrapy("query", QUERY.strip(), env=env)
     finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        for fake in fakes:
+            fake.terminate()
+            fake.wait(timeout=10)
 
 
 if __name__ == "__main__":
