@@ -86,3 +86,8 @@ REMOTE_CONTROL_ENABLED = False
 USER_AGENT = _env("USER_AGENT", "scrapy-ingestion/0.1 (+data-ingestion platform)")
 LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 FEED_EXPORT_ENCODING = "utf-8"
+
+# -- storage lifecycle (scrapy compact) -----------------------------------------------------------
+COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(128 * 1024 * 1024)))
+# Keep raw NDJSON batches this many days (by partition date); 0 keeps them forever.
+RAW_RETENTION_DAYS = int(_env("RAW_RETENTION_DAYS", "0"))

@@ -26,7 +26,7 @@ class PartitionIndex:
         self.meta = meta
 
     def record(self, objects: list[StoredObject], run_id: str) -> None:
-        now = _iso(datetime.now(UTC))
+        now = iso_utc(datetime.now(UTC))
         self.meta.add_partitions(
             [
                 PartitionRow(
@@ -38,8 +38,8 @@ class PartitionIndex:
                     format=obj.format,
                     records=obj.records,
                     bytes=obj.bytes,
-                    min_ingested_at=_iso(obj.min_ingested_at),
-                    max_ingested_at=_iso(obj.max_ingested_at),
+                    min_ingested_at=iso_utc(obj.min_ingested_at),
+                    max_ingested_at=iso_utc(obj.max_ingested_at),
                     run_id=run_id,
                     schema_version=obj.schema_version,
                     created_at=now,
@@ -73,7 +73,7 @@ class PartitionIndex:
             "first_ingested_at": min((row.min_ingested_at for row in parquet), default=None),
             "last_ingested_at": max((row.max_ingested_at for row in parquet), default=None),
             "partitions": dict(sorted(partitions.items())),
-            "updated_at": _iso(datetime.now(UTC)),
+            "updated_at": iso_utc(datetime.now(UTC)),
         }
         self.store.put_bytes(
             catalog_key(namespace), orjson.dumps(catalog, option=orjson.OPT_INDENT_2), "application/json"
@@ -81,5 +81,6 @@ class PartitionIndex:
         return catalog
 
 
-def _iso(moment: datetime) -> str:
+def iso_utc(moment: datetime) -> str:
+    """An aware datetime as ISO-8601 UTC with microseconds and ``Z``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
