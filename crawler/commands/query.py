@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
@@ -15,6 +17,8 @@ from crawler.items import Record
 from crawler.query.output import render_json, render_table
 from crawler.query.views import connect
 from crawler.storage import open_store
+
+FORMATS = ("table", "json", "csv", "parquet")
 
 
 class Command(ScrapyCommand):
@@ -32,7 +36,8 @@ class Command(ScrapyCommand):
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
-        parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+        parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+        parser.add_argument("--output", "-O", metavar="FILE", help="write the result to FILE instead of stdout")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -40,12 +45,34 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         config = IngestionConfig.from_settings(self.settings)
         con = connect(open_store(config.storage_uri))
+        if opts.format == "parquet" and not opts.output:
+            raise UsageError("--format parquet needs --output FILE")
         try:
-            cursor = con.execute(args[0])
+            relation = con.sql(args[0])
+            if opts.format in ("csv", "parquet"):
+                write_file(relation, opts.format, opts.output)
+                return
+            columns, rows = relation.columns, relation.fetchall()
         except duckdb.Error as exc:
             print(f"query failed: {exc}", file=sys.stderr)
             self.exitcode = 1
             return
-        columns = [d[0] for d in cursor.description or ()]
-        rows = cursor.fetchall()
-        print(render_json(columns, rows) if opts.format == "json" else render_table(columns, rows))
+        text = render_json(columns, rows) if opts.format == "json" else render_table(columns, rows)
+        if opts.output:
+            Path(opts.output).write_text(text + "\n")
+        else:
+            print(text)
+
+
+def write_file(relation: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> None:
+    """CSV (nested values as text) to a file or stdout; Parquet (zstd) to a file."""
+    if fmt == "parquet":
+        relation.write_parquet(output, compression="zstd")
+        return
+    if output:
+        relation.write_csv(output, header=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "result.csv"
+        relation.write_csv(str(path), header=True)
+        sys.stdout.write(path.read_text())
