@@ -49,6 +49,15 @@ PYPI_URL = _env("PYPI_URL")
 PYPI_JSON_API = _env("PYPI_JSON_API", "auto")
 PYPI_PAGE_SIZE = int(_env("PYPI_PAGE_SIZE", "1000"))
 PYPI_PROXIES = _env("PYPI_PROXIES", "")
+# GitHub: the API base (GitHub Enterprise: https://<host>/api/v3/); tokens are secrets: read from the
+# environment only, never logged (Scrapy logs only its own settings) nor stored.
+GITHUB_API_URL = _env("GITHUB_API_URL", "https://api.github.com/")
+GITHUB_TOKENS = _env("GITHUB_TOKENS", "")
+GITHUB_TOKEN = _env("GITHUB_TOKEN", "")
+GITHUB_COMMIT_STATS = _env("GITHUB_COMMIT_STATS", "false")
+GITHUB_MAX_WAIT = float(_env("GITHUB_MAX_WAIT", "3700"))
+GITHUB_RATE_LIMIT_RETRIES = int(_env("GITHUB_RATE_LIMIT_RETRIES", "6"))
+GITHUB_PROXIES = _env("GITHUB_PROXIES", "")
 
 # -- retries and proxies -------------------------------------------------------------------------
 # RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override

@@ -1,0 +1,193 @@
+"""GitHub's rate limits, done right: rotate tokens, never spend a request a token cannot afford.
+
+Tokens come from ``GITHUB_TOKENS`` (comma-separated) and ``GITHUB_TOKEN``. For every token and resource
+(``core``, ``search``) the pool tracks ``x-ratelimit-remaining`` / ``-reset`` from the responses and the
+requests in flight; a request is sent only with a token that has budget left, else it waits for the
+earliest reset. A 403/429 rate-limit answer obeys ``retry-after``, else marks the token exhausted until
+its reset, else backs off exponentially, and the request is sent again. Tokens are never logged: logs
+and stats name them by position (``#1``). Enabled by the GitHub spider's own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http import Response
+
+logger = logging.getLogger(__name__)
+RATE_LIMIT_STATUSES = frozenset({403, 429})
+
+
+UNKNOWN_BUDGET = 10**9  # a token whose window is new: the next response tells its real budget
+
+
+def resource_of(url: str) -> str:
+    # an Enterprise base URL has a path prefix (…/api/v3/), so look for the segment anywhere
+    return "search" if "/search/" in urlsplit(url).path else "core"
+
+
+@dataclass
+class Budget:
+    remaining: int | None = None  # unknown until the first response
+    reset: float = 0.0
+    in_flight: int = 0
+
+    def available(self, now: float) -> int:
+        if self.remaining is None or now >= self.reset:
+            return UNKNOWN_BUDGET - self.in_flight
+        return self.remaining - self.in_flight
+
+
+class TokenPool:
+    """Which token may send the next request of a resource, and until when none can."""
+
+    def __init__(self, tokens: list[str], clock: Callable[[], float] = time.time) -> None:
+        self.tokens = list(dict.fromkeys(t for t in tokens if t))
+        self.clock = clock
+        self.budgets: dict[tuple[int, str], Budget] = {}
+        self.revoked: set[int] = set()
+
+    def budget(self, index: int, resource: str) -> Budget:
+        return self.budgets.setdefault((index, resource), Budget())
+
+    def acquire(self, resource: str) -> tuple[int | None, float]:
+        """(token index, 0) for a token with budget left, reserved; or (None, seconds to wait)."""
+        now = self.clock()
+        live = [i for i in range(len(self.tokens)) if i not in self.revoked]
+        if not live:
+            raise IgnoreRequest("no usable GitHub token")
+        best = max(live, key=lambda i: self.budget(i, resource).available(now))
+        budget = self.budget(best, resource)
+        if budget.available(now) > 0:
+            if budget.remaining is not None and now >= budget.reset:
+                budget.remaining = None  # the window passed: the next response tells the new budget
+            budget.in_flight += 1
+            return best, 0.0
+        return None, max(min(self.budget(i, resource).reset for i in live) - now, 0.0) + 0.05
+
+    def release(self, index: int, resource: str) -> None:
+        budget = self.budget(index, resource)
+        budget.in_flight = max(budget.in_flight - 1, 0)
+
+    def observe(self, index: int, resource: str, remaining: int | None, reset: float | None) -> None:
+        budget = self.budget(index, resource)
+        if reset is not None and reset >= budget.reset:
+            if reset > budget.reset or remaining is None or budget.remaining is None:
+                budget.remaining = remaining
+            else:  # answers of one window arrive out of order: the lowest count is the truest
+                budget.remaining = min(budget.remaining, remaining) if remaining is not None else budget.remaining
+            budget.reset = reset
+
+    def exhaust(self, index: int, resource: str, reset: float) -> None:
+        budget = self.budget(index, resource)
+        budget.remaining, budget.reset = 0, max(reset, self.clock() + 1)
+
+
+class GithubRateLimitMiddleware:
+    def __init__(self, crawler: Crawler, pool: TokenPool, max_wait: float, max_retries: int) -> None:
+        self.crawler = crawler
+        self.pool = pool
+        self.max_wait = max_wait
+        self.max_retries = max_retries
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> GithubRateLimitMiddleware:
+        settings = crawler.settings
+        tokens = [t.strip() for t in settings.getlist("GITHUB_TOKENS")] + [settings.get("GITHUB_TOKEN") or ""]
+        pool = TokenPool([t for t in tokens if t])
+        if not pool.tokens:
+            if settings.getbool("GITHUB_REQUIRE_TOKEN", False):
+                raise NotConfigured("GitHub needs a token: set GITHUB_TOKENS or GITHUB_TOKEN")
+            pool = TokenPool([""])  # anonymous: one budget (60 an hour) still tracked
+            pool.tokens = [""]
+        return cls(
+            crawler, pool, settings.getfloat("GITHUB_MAX_WAIT", 3700.0), settings.getint("GITHUB_RATE_LIMIT_RETRIES", 6)
+        )
+
+    async def process_request(self, request: Request) -> None:
+        resource = resource_of(request.url)
+        waited = 0.0
+        while True:
+            index, wait = self.pool.acquire(resource)
+            if index is not None:
+                break
+            if waited + wait > self.max_wait:
+                raise IgnoreRequest(f"every GitHub token is exhausted for {resource} longer than GITHUB_MAX_WAIT")
+            self.crawler.stats.inc_value(f"github/waited_for_reset/{resource}")
+            logger.info("github: every token is out of %s budget; waiting %.0f s for the reset", resource, wait)
+            await asyncio.sleep(wait)
+            waited += wait
+        request.meta["github_token"] = index
+        request.meta["github_resource"] = resource
+        token = self.pool.tokens[index]
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        self.crawler.stats.inc_value(f"github/requests/token_{index + 1}/{resource}")
+        return None
+
+    async def process_response(self, request: Request, response: Response) -> Request | Response:
+        index, resource = request.meta.get("github_token"), request.meta.get("github_resource", "core")
+        if index is None:
+            return response
+        self.pool.release(index, resource)
+        remaining = _int_header(response, b"x-ratelimit-remaining")
+        reset = _int_header(response, b"x-ratelimit-reset")
+        resource = (response.headers.get(b"x-ratelimit-resource") or resource.encode()).decode()
+        self.pool.observe(index, resource, remaining, reset)
+        if response.status == 304:
+            self.crawler.stats.inc_value("github/not_modified")
+        if response.status == 401:
+            self.pool.revoked.add(index)
+            logger.error("github: token #%d was rejected (401); it is no longer used", index + 1)
+            return self._again(request, "bad_credentials") or response
+        if response.status not in RATE_LIMIT_STATUSES or not _is_rate_limit(response, remaining):
+            return response
+        retry_after = _int_header(response, b"retry-after")
+        if retry_after is not None:
+            self.crawler.stats.inc_value("github/secondary_limit")
+            await asyncio.sleep(min(retry_after, self.max_wait))
+        elif remaining == 0 and reset is not None:
+            self.crawler.stats.inc_value("github/exhausted")
+            self.pool.exhaust(index, resource, reset)
+        else:
+            attempt = request.meta.get("github_retries", 0)
+            await asyncio.sleep(min(2**attempt, 60) * random.uniform(0.75, 1.25))
+        return self._again(request, "rate_limited") or response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        index = request.meta.get("github_token")
+        if index is not None:
+            self.pool.release(index, request.meta.get("github_resource", "core"))
+
+    def _again(self, request: Request, why: str) -> Request | None:
+        retries = request.meta.get("github_retries", 0)
+        if retries >= self.max_retries:
+            return None
+        self.crawler.stats.inc_value(f"github/retried/{why}")
+        retry = request.replace(dont_filter=True)
+        retry.meta["github_retries"] = retries + 1
+        retry.headers.pop(b"Authorization", None)
+        return retry
+
+
+def _int_header(response: Response, name: bytes) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _is_rate_limit(response: Response, remaining: int | None) -> bool:
+    if remaining == 0 or response.headers.get(b"retry-after") is not None or response.status == 429:
+        return True
+    return b"rate limit" in response.body[:512].lower()
