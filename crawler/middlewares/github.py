@@ -55,6 +55,7 @@ class TokenPool:
         self.clock = clock
         self.budgets: dict[tuple[int, str], Budget] = {}
         self.revoked: set[int] = set()
+        self.paused_until: dict[int, float] = {}  # secondary limits: the token rests until then
 
     def budget(self, index: int, resource: str) -> Budget:
         return self.budgets.setdefault((index, resource), Budget())
@@ -65,14 +66,24 @@ class TokenPool:
         live = [i for i in range(len(self.tokens)) if i not in self.revoked]
         if not live:
             raise IgnoreRequest("no usable GitHub token")
-        best = max(live, key=lambda i: self.budget(i, resource).available(now))
-        budget = self.budget(best, resource)
-        if budget.available(now) > 0:
+        awake = [i for i in live if self.paused_until.get(i, 0.0) <= now]
+        best = max(awake, key=lambda i: self.budget(i, resource).available(now), default=None)
+        if best is not None and (budget := self.budget(best, resource)).available(now) > 0:
             if budget.remaining is not None and now >= budget.reset:
                 budget.remaining = None  # the window passed: the next response tells the new budget
             budget.in_flight += 1
             return best, 0.0
-        return None, max(min(self.budget(i, resource).reset for i in live) - now, 0.0) + 0.05
+        ready_at = min(
+            max(
+                self.budget(i, resource).reset if self.budget(i, resource).available(now) <= 0 else now,
+                self.paused_until.get(i, 0.0),
+            )
+            for i in live
+        )
+        return None, max(ready_at - now, 0.0) + 0.05
+
+    def pause(self, index: int, seconds: float) -> None:
+        self.paused_until[index] = max(self.paused_until.get(index, 0.0), self.clock() + seconds)
 
     def release(self, index: int, resource: str) -> None:
         budget = self.budget(index, resource)
@@ -153,8 +164,9 @@ class GithubRateLimitMiddleware:
             return response
         retry_after = _int_header(response, b"retry-after")
         if retry_after is not None:
+            # a secondary limit: the whole token rests, not just this request
             self.crawler.stats.inc_value("github/secondary_limit")
-            await asyncio.sleep(min(retry_after, self.max_wait))
+            self.pool.pause(index, min(retry_after, self.max_wait))
         elif remaining == 0 and reset is not None:
             self.crawler.stats.inc_value("github/exhausted")
             self.pool.exhaust(index, resource, reset)

@@ -67,3 +67,15 @@ def test_revoked_tokens_are_not_used():
     pool.revoked.add(0)
     with pytest.raises(IgnoreRequest):
         pool.acquire("core")
+
+
+def test_a_paused_token_rests_while_another_works():
+    clock = Clock()
+    pool = TokenPool(["a", "b"], clock)
+    pool.pause(0, 5)
+    assert pool.acquire("core")[0] == 1
+    pool.pause(1, 3)
+    index, wait = pool.acquire("core")
+    assert index is None and 3 <= wait < 3.1
+    clock.now += 3
+    assert pool.acquire("core")[0] == 1
