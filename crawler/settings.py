@@ -63,6 +63,8 @@ GITHUB_PROXIES = _env("GITHUB_PROXIES", "")
 # RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override
 # them for one crawl with -s. A Retry-After longer than RETRY_AFTER_MAX seconds is capped.
 RETRY_AFTER_MAX = float(_env("RETRY_AFTER_MAX", "600"))
+# a request that fails for good becomes a dead letter (counted and stored): a warning, not an error
+RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
 PROXY_BENCH_SECONDS = float(_env("PROXY_BENCH_SECONDS", "300"))
 PROXY_BENCH_MAX = float(_env("PROXY_BENCH_MAX", "3600"))
 

@@ -103,6 +103,14 @@ class SourceSpider(scrapy.Spider):
         self.dead_letter(reason, url=request.url if request else None, payload=payload, attempts=retries + 1)
         yield from self.request_finished(request.meta if request is not None else {})
 
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """The spider arguments that retry these dead letters, and the ids of those they cover.
+
+        Used by ``scrapy replay-failed``; a source that can retry its dead letters overrides it.
+        """
+        return {}, []
+
     def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
         """Called when a request's work is done (record yielded, tombstone, or dead letter).
 

@@ -121,6 +121,22 @@ class GithubSpider(SourceSpider):
             dont_filter=True,
         )
 
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """Spider arguments that fetch again the users and repositories of these dead letters."""
+        users, repos, ids = {}, {}, []
+        for row in failed:
+            path = urlsplit(row.get("url") or "").path
+            if match := re.search(r"/users/([^/]+)$", path):
+                users[match[1]] = True
+            elif match := re.search(r"/repos/([^/]+/[^/]+)", path):
+                repos[match[1]] = True
+            else:
+                continue
+            ids.append(row["id"])
+        arguments = {"users": ",".join(users), "repos": ",".join(repos)}
+        return {k: v for k, v in arguments.items() if v}, ids
+
     # -- callbacks ------------------------------------------------------------------------------
 
     def parse_user(self, response: Response, with_repos: bool = False) -> Iterator[Any]:

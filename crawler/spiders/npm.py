@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
@@ -121,6 +121,8 @@ class NpmSpider(SourceSpider):
             yield from self.seq_reset(since, last_seq, response)
             return
         self.crawler.stats.inc_value("npm/changes_pages")
+        # what is left to do: the feed's own count after this page, plus the packuments not yet done
+        self.crawler.stats.set_value("npm/backlog", int(feed.get("pending") or 0) + self.checkpoints.outstanding)
         # The same package can change several times in a page: fetch it once, at its newest rev.
         latest: dict[str, dict[str, Any]] = {}
         for change in feed["results"]:
@@ -168,6 +170,17 @@ class NpmSpider(SourceSpider):
     def changes_failed(self, failure: Any) -> Iterator[Any]:
         yield from self.errback(failure)
         raise CloseSpider("npm_changes_unavailable")
+
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """Spider arguments that fetch again the packages of these dead letters, and the ids they cover."""
+        names, ids = {}, []
+        for row in failed:
+            path = urlsplit(row.get("url") or "").path
+            if path and "_changes" not in path:
+                names[unquote(path.rsplit("/", 1)[-1])] = True  # a scoped name's slash is encoded
+                ids.append(row["id"])
+        return ({"packages": ",".join(names)} if names else {}), ids
 
     # -- packuments -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import orjson
 import pypi_simple
@@ -114,6 +114,7 @@ class PypiSpider(SourceSpider):
                 self.crawler.stats.inc_value("pypi/deleted")
                 yield PypiPackage.tombstone(name, self._index_serial)
         self.logger.info("pypi: %d of %d projects to fetch", len(todo), len(projects))
+        self.crawler.stats.set_value("pypi/backlog", len(todo))
         self._pages = (todo[i : i + self.page_size] for i in range(0, len(todo), self.page_size))
         for item in self.next_page():
             yield item
@@ -151,9 +152,21 @@ class PypiSpider(SourceSpider):
         page = meta.get("page")
         if page is None:
             return
+        self.crawler.stats.inc_value("pypi/backlog", -1)
         yield from self.checkpoints.done(page)
         if self.checkpoints.outstanding < self.page_size:
             yield from self.next_page()
+
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """Spider arguments that fetch again the projects of these dead letters, and the ids they cover."""
+        names, ids = {}, []
+        for row in failed:
+            match = re.search(r"/(?:pypi|simple)/([^/]+)/", urlsplit(row.get("url") or "").path)
+            if match:
+                names[unquote(match[1])] = True
+                ids.append(row["id"])
+        return ({"packages": ",".join(names)} if names else {}), ids
 
     # -- projects -------------------------------------------------------------------------------
 

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_replay_failed_then_status(workspace, fake_npm, npm_env):
+    healthy = sorted(fake_npm.package_names())[0]
+    # without retries, the fake's one-off 503 becomes a dead letter
+    workspace.crawl("npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, **npm_env)
+    (failed,) = workspace.meta().failed("npm")
+    assert failed["reason"] == "http_503"
+
+    status = {row["source"]: row for row in json.loads(workspace.scrapy("status", "--format", "json").stdout)}
+    assert status["npm"]["dead_letters"] == 1 and status["npm"]["finish_reason"] == "finished"
+    assert status["npm"]["items"] == 1 and status["npm"]["error_rate"] == 0.5 and status["npm"]["errors"] == 0
+    assert status["npm"]["bytes_stored"] > 0 and status["github"]["last_run"] is None
+
+    replay = workspace.scrapy("replay-failed", "npm", **npm_env)
+    assert "replaying 1 of 1" in replay.stdout
+    names = {row["name"] for row in workspace.query("SELECT name FROM npm_package")}
+    assert names == {healthy, "fault-unavailable"}
+    assert workspace.meta().failed("npm") == []  # marked replayed
+    assert json.loads(workspace.scrapy("status", "--format", "json").stdout)[1]["dead_letters"] == 0
+    assert "none to replay" in workspace.scrapy("replay-failed", "npm", **npm_env).stdout
+    table = workspace.scrapy("status").stdout
+    assert "| npm " in table and "default=" not in table.split("| npm ")[0]
+
+
+def test_replay_arguments_per_source():
+    from crawler.spiders.github import GithubSpider
+    from crawler.spiders.npm import NpmSpider
+    from crawler.spiders.pypi import PypiSpider
+
+    rows = [
+        {"id": 1, "url": "http://127.0.0.1:1/reg/@scope%2Fname"},
+        {"id": 2, "url": "http://127.0.0.1:1/left-pad"},
+        {"id": 3, "url": "http://127.0.0.1:1/_changes?since=1"},
+        {"id": 4, "url": None},
+    ]
+    assert NpmSpider.replay_arguments(rows) == ({"packages": "@scope/name,left-pad"}, [1, 2])
+    rows = [{"id": 5, "url": "http://127.0.0.1:1/pypi/Foo_Bar/json"}, {"id": 6, "url": "http://127.0.0.1:1/simple/"}]
+    assert PypiSpider.replay_arguments(rows) == ({"packages": "Foo_Bar"}, [5])
+    rows = [
+        {"id": 7, "url": "http://127.0.0.1:1/users/octo"},
+        {"id": 8, "url": "http://127.0.0.1:1/repos/o/r/commits"},
+        {"id": 9, "url": "http://127.0.0.1:1/search/commits?q=x"},
+    ]
+    assert GithubSpider.replay_arguments(rows) == ({"users": "octo", "repos": "o/r"}, [7, 8])
