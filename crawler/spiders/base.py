@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 import scrapy
 from pydantic import ValidationError
+from scrapy.exceptions import UsageError
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -57,8 +59,30 @@ class SourceSpider(scrapy.Spider):
         # scrapyd passes _job (and Scrapy Cloud other underscored arguments): accept and ignore them
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         super().__init__(*args, **kwargs)
-        #: the crawl's arguments as recorded in ``ingestion_runs`` (secret-looking ones left out)
-        self.arguments = {k: v for k, v in kwargs.items() if not SECRET_NAME.search(k)}
+        #: the crawl's arguments as recorded in ``ingestion_runs`` (set by ``from_crawler``)
+        self.arguments: dict[str, Any] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.arguments = {k: v for k, v in kwargs.items() if not k.startswith("_") and not SECRET_NAME.search(k)}
+        return spider
+
+    def names_and_mode(
+        self, packages: str | None, packages_file: str | None, mode: str | None, modes: tuple[str, ...]
+    ) -> tuple[list[str], str]:
+        """Package names from ``-a packages=a,b`` and/or ``-a packages_file=…`` (one per line), and the
+        mode: ``named`` when names are given, else ``mode`` (default ``incremental``), checked against ``modes``."""
+        names = [n.strip() for n in (packages or "").split(",") if n.strip()]
+        if packages_file:
+            names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
+        chosen = mode or ("named" if names else "incremental")
+        if chosen not in modes:
+            raise UsageError(f"{self.name}: unknown mode {chosen!r}; use one of {', '.join(modes)}")
+        if chosen == "named" and not names:
+            others = "|".join(m for m in modes if m != "named")
+            raise UsageError(f"{self.name}: give -a packages=name1,name2 (or packages_file=…), or -a mode={others}")
+        return names, chosen
 
     @property
     def services(self) -> Services:

@@ -58,14 +58,7 @@ class NpmSpider(SourceSpider):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.names = [n.strip() for n in (packages or "").split(",") if n.strip()]
-        if packages_file:
-            self.names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
-        self.mode = mode or ("named" if self.names else "incremental")
-        if self.mode not in MODES:
-            raise UsageError(f"npm: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.mode == "named" and not self.names:
-            raise UsageError("npm: give -a packages=name1,name2 (or packages_file=…), or -a mode=incremental|full")
+        self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         self.since_arg = since
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
         self.checkpoints = OrderedCheckpoints(self.source, self.cursor_key)

@@ -22,14 +22,13 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import orjson
 import pypi_simple
 import scrapy
-from scrapy.exceptions import CloseSpider, UsageError
+from scrapy.exceptions import CloseSpider
 from scrapy.http import Response
 
 from crawler.items.pypi import PypiPackage, normalize_name
@@ -58,14 +57,7 @@ class PypiSpider(SourceSpider):
         self, packages: str | None = None, packages_file: str | None = None, mode: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.names = [n.strip() for n in (packages or "").split(",") if n.strip()]
-        if packages_file:
-            self.names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
-        self.mode = mode or ("named" if self.names else "incremental")
-        if self.mode not in MODES:
-            raise UsageError(f"pypi: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.mode == "named" and not self.names:
-            raise UsageError("pypi: give -a packages=name1,name2 (or packages_file=…), or -a mode=full|incremental")
+        self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         self.checkpoints = OrderedCheckpoints(self.source, FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR)
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None

@@ -1,0 +1,29 @@
+import pytest
+from scrapy.exceptions import UsageError
+from scrapy.utils.test import get_crawler
+
+from crawler.spiders.npm import NpmSpider
+from crawler.spiders.pypi import PypiSpider
+
+
+def test_names_from_arguments_and_file(tmp_path):
+    names_file = tmp_path / "names.txt"
+    names_file.write_text("c\n\n d \n")
+    spider = NpmSpider(packages="a, b", packages_file=str(names_file))
+    assert spider.names == ["a", "b", "c", "d"] and spider.mode == "named"
+
+
+def test_mode_defaults_and_errors():
+    assert PypiSpider().mode == "incremental"
+    assert PypiSpider(mode="full").mode == "full"
+    with pytest.raises(UsageError, match="unknown mode 'sideways'"):
+        NpmSpider(mode="sideways")
+    with pytest.raises(UsageError, match=r"mode=full\|incremental"):
+        PypiSpider(mode="named")
+
+
+def test_deployment_arguments_are_accepted_and_secrets_not_recorded():
+    crawler = get_crawler(NpmSpider, {"NPM_REGISTRY_URL": "http://127.0.0.1:1/"})
+    spider = NpmSpider.from_crawler(crawler, packages="a", _job="abc123", api_token="s3cret", note="x")
+    assert spider.names == ["a"]
+    assert spider.arguments == {"packages": "a", "note": "x"}
