@@ -102,3 +102,15 @@ FEED_EXPORT_ENCODING = "utf-8"
 COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(128 * 1024 * 1024)))
 # Keep raw NDJSON batches this many days (by partition date); 0 keeps them forever.
 RAW_RETENTION_DAYS = int(_env("RAW_RETENTION_DAYS", "0"))
+
+# -- read-only SQL API (scrapy serve) -------------------------------------------------------------
+# API keys are secrets: QUERY_API_KEYS (comma-separated) is read from the environment only.
+QUERY_API_HOST = _env("QUERY_API_HOST", "127.0.0.1")
+QUERY_API_PORT = int(_env("QUERY_API_PORT", "8787"))
+QUERY_ROW_CAP = int(_env("QUERY_ROW_CAP", "10000"))
+QUERY_TIMEOUT_SECONDS = float(_env("QUERY_TIMEOUT_SECONDS", "10"))
+# queries run in a pool of worker processes with a hard memory cap ("process"), or in threads ("thread")
+QUERY_ISOLATION = _env("QUERY_ISOLATION", "process")
+QUERY_WORKERS = int(_env("QUERY_WORKERS", "2"))
+QUERY_MEMORY_LIMIT_MB = int(_env("QUERY_MEMORY_LIMIT_MB", "1024"))
+QUERY_WORKER_MEMORY_MB = int(_env("QUERY_WORKER_MEMORY_MB", "3072"))

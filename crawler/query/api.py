@@ -1,0 +1,440 @@
+"""The read-only SQL API over HTTP (FastAPI): ``scrapy serve`` runs it.
+
+Routes (every one, the OpenAPI document and ``/docs`` included, needs an API key):
+
+* ``POST /query`` ``{"sql": "SELECT …"}`` → ``{"columns", "types", "rows", "row_count", "truncated", "elapsed_ms"}``;
+  400 not allowed, 422 SQL error, 503 busy, 504 timeout (see :mod:`crawler.query.sandbox`);
+* ``GET /namespaces``: each namespace with its tables, primary key and record count (from its catalog);
+* ``GET /catalog/{namespace}``: the stored ``<namespace>/_metadata/catalog.json`` (``namespace`` may hold ``/``);
+* ``GET /health``;
+* ``GET /docs``, ``GET /openapi.json``.
+
+A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; browsers opening
+``/docs`` are asked for it by HTTP Basic authentication (any user name, the key as password).
+Keys come from ``QUERY_API_KEYS`` (comma-separated). Without one the app refuses to start unless
+``QUERY_API_ALLOW_NO_AUTH=true`` (``scrapy serve --insecure-no-auth``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Security
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from scrapy.settings import BaseSettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crawler.config import IngestionConfig
+from crawler.items import Record
+from crawler.pipelines.index import catalog_key
+from crawler.query.sandbox import (
+    QueryBusy,
+    QueryError,
+    QueryFailed,
+    QueryRejected,
+    QueryTimeout,
+    SafeQueryEngine,
+)
+from crawler.storage import ObjectStore, open_store
+
+__all__ = ["ApiConfig", "ApiKeyMiddleware", "ConfigError", "create_app", "create_app_from_settings"]
+
+logger = logging.getLogger(__name__)
+
+MAX_SQL_CHARS = 100_000
+MAX_BODY_BYTES = 1024 * 1024
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class ConfigError(ValueError):
+    """The API cannot start with this configuration (the message names the setting)."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    storage_uri: str
+    # Never printed: repr=False keeps the keys out of tracebacks and debug logs.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    allow_no_auth: bool = False
+    row_cap: int = 10_000
+    timeout: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 2
+    memory_limit_mb: int = 1024
+    worker_memory_mb: int = 3072
+    isolation: str = "process"
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings, **overrides: Any) -> ApiConfig:
+        """Read ``QUERY_*`` from the Scrapy settings, else the environment (same names); then ``overrides``."""
+
+        def get(name: str, default: str) -> str:
+            value = settings.get(name)
+            if value is None or value == "":
+                value = os.environ.get(name, "")
+            return str(value) if value not in (None, "") else default
+
+        def number(name: str, default: str, kind: type[int] | type[float]) -> Any:
+            raw = get(name, default)
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+
+        keys_setting = settings.get("QUERY_API_KEYS")
+        if keys_setting is None or keys_setting == "":
+            keys_setting = os.environ.get("QUERY_API_KEYS", "")
+        keys = keys_setting if isinstance(keys_setting, (list, tuple)) else str(keys_setting).split(",")
+        values: dict[str, Any] = {
+            "storage_uri": IngestionConfig.from_settings(settings).storage_uri,
+            "api_keys": tuple(k.strip() for k in keys if k and k.strip()),
+            "allow_no_auth": get("QUERY_API_ALLOW_NO_AUTH", "false").strip().lower() in _TRUE,
+            "row_cap": number("QUERY_ROW_CAP", "10000", int),
+            "timeout": number("QUERY_TIMEOUT_SECONDS", "10", float),
+            "host": get("QUERY_API_HOST", "127.0.0.1"),
+            "port": number("QUERY_API_PORT", "8787", int),
+            "workers": number("QUERY_WORKERS", "2", int),
+            "memory_limit_mb": number("QUERY_MEMORY_LIMIT_MB", "1024", int),
+            "worker_memory_mb": number("QUERY_WORKER_MEMORY_MB", "3072", int),
+            "isolation": get("QUERY_ISOLATION", "process"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self.api_keys and not self.allow_no_auth:
+            raise ConfigError(
+                "no API key configured: set QUERY_API_KEYS (comma-separated), or run without authentication "
+                "on purpose with --insecure-no-auth / QUERY_API_ALLOW_NO_AUTH=true"
+            )
+        if self.row_cap < 1:
+            raise ConfigError("QUERY_ROW_CAP must be at least 1")
+        if self.timeout <= 0:
+            raise ConfigError("QUERY_TIMEOUT_SECONDS must be positive")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("QUERY_API_PORT must be a TCP port")
+        if self.isolation not in ("process", "thread"):
+            raise ConfigError("QUERY_ISOLATION must be 'process' or 'thread'")
+
+
+# -- authentication --------------------------------------------------------------------------------
+
+
+def _digest(key: str | bytes) -> bytes:
+    # Keys are compared as SHA-256 digests: equal lengths, so compare_digest leaks nothing, not even the length.
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
+
+
+class ApiKeyMiddleware:
+    """Refuses every HTTP request (any path, known or not) that does not carry a configured key.
+
+    Pure ASGI rather than a FastAPI dependency, so the docs, the OpenAPI document, 404s and any
+    route added later are covered too.
+    """
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self._digests = tuple(_digest(key) for key in keys)
+
+    def _presented(self, scope: Scope) -> bytes | None:
+        headers = dict(scope.get("headers") or ())
+        key = headers.get(b"x-api-key")
+        if key:
+            return key.strip()
+        authorization = headers.get(b"authorization", b"")
+        scheme, _, credentials = authorization.strip().partition(b" ")
+        if scheme.lower() == b"bearer" and credentials.strip():
+            return credentials.strip()
+        if scheme.lower() == b"basic" and credentials.strip():
+            # Browsers (for /docs) send user:password; the password is the key.
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            return decoded.partition(b":")[2] or None
+        return None
+
+    def _match(self, presented: bytes | None) -> int:
+        """1-based position of the key in QUERY_API_KEYS (a name for logs that says nothing about it), 0: none."""
+        if presented is None:
+            return 0
+        digest = _digest(presented)
+        matched = 0
+        for position, expected in enumerate(self._digests, 1):
+            # No early exit: the time does not depend on which key matched, or how much of it.
+            if hmac.compare_digest(digest, expected):
+                matched = position
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        matched = self._match(self._presented(scope))
+        if matched:
+            scope.setdefault("state", {})["api_key_id"] = f"#{matched}"
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = orjson.dumps(
+            {"error": "unauthorized", "detail": "an API key is required (X-API-Key or Authorization: Bearer)"}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="query-api"'),
+                    # Lets a browser opening /docs ask for the key (as the password).
+                    (b"www-authenticate", b'Basic realm="query-api", charset="UTF-8"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- request and response models (also the OpenAPI schema) ---------------------------------------
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, examples=["SELECT name FROM npm_package LIMIT 10"])
+
+
+class QueryResponse(BaseModel):
+    columns: list[str]
+    types: list[str] = Field(description="DuckDB type of each column")
+    rows: list[list[Any]] = Field(
+        description="Rows as arrays in column order. DECIMAL, HUGEINT beyond 64 bits, NaN/Infinity and "
+        "INTERVAL come as strings, timestamps as ISO 8601 strings, BLOB as base64."
+    )
+    row_count: int
+    truncated: bool = Field(description="true when rows were cut off at the row cap or the result size cap")
+    elapsed_ms: float
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="rejected, sql_error, timeout, busy, not_found or unauthorized")
+    detail: str
+
+
+class NamespaceInfo(BaseModel):
+    namespace: str
+    table: str
+    history_table: str
+    primary_key: list[str]
+    record_count: int = Field(description="records stored in Parquet (every version), from the catalog")
+    first_ingested_at: str | None = None
+    last_ingested_at: str | None = None
+    updated_at: str | None = Field(default=None, description="when the catalog was last written; null: no data yet")
+
+
+class Health(BaseModel):
+    status: str
+    engine: dict[str, Any]
+
+
+_QUERY_ERRORS: list[tuple[type[QueryError], int, str]] = [
+    (QueryTimeout, 504, "timeout"),
+    (QueryBusy, 503, "busy"),
+    (QueryRejected, 400, "rejected"),
+    (QueryFailed, 422, "sql_error"),
+]
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": error, "detail": detail}, status, headers)
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAPI:
+    """The API for ``config``; the query workers start with the app (its lifespan) and stop with it."""
+    config.validate()
+    if store is None:
+        try:
+            store = open_store(config.storage_uri)
+        except ValueError as exc:
+            raise ConfigError(f"STORAGE_URI: {exc}") from None
+    state: dict[str, SafeQueryEngine] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["engine"] = SafeQueryEngine(
+            store,
+            row_cap=config.row_cap,
+            timeout=config.timeout,
+            memory_limit_mb=config.memory_limit_mb,
+            workers=config.workers,
+            worker_memory_mb=config.worker_memory_mb,
+            isolation=config.isolation,  # type: ignore[arg-type]
+        )
+        logger.info(
+            "query API over %s: %d %s worker(s), row cap %d, timeout %gs, %s",
+            store.uri,
+            config.workers,
+            config.isolation,
+            config.row_cap,
+            config.timeout,
+            f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO AUTHENTICATION",
+        )
+        try:
+            yield
+        finally:
+            state.pop("engine").close()
+
+    # Declared for the OpenAPI document and the docs' "Authorize" button; ApiKeyMiddleware enforces.
+    documented_auth = [
+        Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        Security(HTTPBearer(auto_error=False)),
+    ]
+    app = FastAPI(
+        title="Data-ingestion SQL API",
+        version="1",
+        summary="Read-only SQL (DuckDB) over the platform's stored records.",
+        description=__doc__,
+        lifespan=lifespan,
+        dependencies=documented_auth if config.api_keys else None,
+        max_body_size=MAX_BODY_BYTES,
+        redoc_url=None,
+    )
+    if config.api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=config.api_keys)
+    else:
+        logger.warning("the query API runs WITHOUT authentication (QUERY_API_ALLOW_NO_AUTH / --insecure-no-auth)")
+
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+    }
+
+    @app.post(
+        "/query",
+        response_model=QueryResponse,
+        responses={
+            **errors,
+            400: {"model": ErrorResponse, "description": "statement not allowed (only one SELECT over the views)"},
+            422: {"model": ErrorResponse, "description": "SQL error"},
+            503: {"model": ErrorResponse, "description": "every query worker is busy"},
+            504: {"model": ErrorResponse, "description": "the query ran longer than the timeout"},
+        },
+        summary="Run one SELECT",
+    )
+    def query(body: QueryRequest, request: Request) -> Response:
+        # A plain def: FastAPI runs it in its thread pool, and the engine blocks.
+        engine = state["engine"]
+        key = getattr(request.state, "api_key_id", "-")  # the key's position in QUERY_API_KEYS, never the key
+        try:
+            result = engine.run(body.sql)
+        except QueryError as exc:
+            for kind, status, name in _QUERY_ERRORS:
+                if isinstance(exc, kind):
+                    logger.info("query %s (%d) key=%s: %s | %s", name, status, key, exc.message, _one_line(body.sql))
+                    headers = {"Retry-After": "1"} if status == 503 else None
+                    return _error(status, name, exc.message, headers)
+            raise
+        logger.info(
+            "query ok key=%s: %d row(s)%s in %.0f ms | %s",
+            key,
+            result.row_count,
+            " (truncated)" if result.truncated else "",
+            result.elapsed_ms,
+            _one_line(body.sql),
+        )
+        return _json(
+            {
+                "columns": result.columns,
+                "types": result.types,
+                "rows": result.rows,
+                "row_count": result.row_count,
+                "truncated": result.truncated,
+                "elapsed_ms": result.elapsed_ms,
+            }
+        )
+
+    @app.get("/namespaces", response_model=list[NamespaceInfo], responses=errors, summary="Namespaces and tables")
+    def namespaces() -> Response:
+        out = []
+        for namespace, record_type in sorted(Record.registry.items()):
+            catalog = _read_catalog(store, namespace) or {}
+            out.append(
+                {
+                    "namespace": namespace,
+                    "table": record_type.table,
+                    "history_table": f"{record_type.table}_history",
+                    "primary_key": list(catalog.get("primary_key") or record_type.key),
+                    "record_count": int(catalog.get("record_count") or 0),
+                    "first_ingested_at": catalog.get("first_ingested_at"),
+                    "last_ingested_at": catalog.get("last_ingested_at"),
+                    "updated_at": catalog.get("updated_at"),
+                }
+            )
+        return _json(out)
+
+    @app.get(
+        "/catalog/{namespace:path}",
+        responses={**errors, 404: {"model": ErrorResponse, "description": "unknown namespace or no data yet"}},
+        summary="The stored catalog.json of a namespace",
+    )
+    def catalog(namespace: str) -> Response:
+        # Only registered namespaces: the path never becomes an arbitrary key of the store.
+        if namespace not in Record.registry:
+            return _error(404, "not_found", f"unknown namespace {namespace!r}")
+        try:
+            data = store.get_bytes(catalog_key(namespace))
+        except KeyError:
+            return _error(404, "not_found", f"namespace {namespace!r} has no catalog yet (nothing stored)")
+        return Response(data, media_type="application/json")
+
+    @app.get("/health", response_model=Health, responses=errors, summary="Liveness of the API and its workers")
+    def health() -> Response:
+        engine = state.get("engine")
+        status = engine.status() if engine else {}
+        ok = engine is not None and (status.get("isolation") == "thread" or status.get("alive", 0) > 0)
+        return _json({"status": "ok" if ok else "degraded", "engine": status}, 200 if ok else 503)
+
+    return app
+
+
+def _read_catalog(store: ObjectStore, namespace: str) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(store.get_bytes(catalog_key(namespace)))
+    except KeyError:
+        return None
+    except orjson.JSONDecodeError:
+        logger.warning("catalog of %s is not valid JSON", namespace)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _one_line(sql: str, limit: int = 300) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def create_app_from_settings(settings: BaseSettings, **overrides: Any) -> tuple[FastAPI, ApiConfig]:
+    config = ApiConfig.from_settings(settings, **overrides)
+    return create_app(config), config
