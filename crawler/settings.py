@@ -58,6 +58,7 @@ GITHUB_COMMIT_STATS = _env("GITHUB_COMMIT_STATS", "false")
 GITHUB_MAX_WAIT = float(_env("GITHUB_MAX_WAIT", "3700"))
 GITHUB_RATE_LIMIT_RETRIES = int(_env("GITHUB_RATE_LIMIT_RETRIES", "6"))
 GITHUB_PROXIES = _env("GITHUB_PROXIES", "")
+GITHUB_RATE_LIMITS_ENABLED = False  # the github spider's policy turns it on
 
 # -- retries and proxies -------------------------------------------------------------------------
 # RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override
@@ -81,6 +82,8 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.retry.BackoffRetryMiddleware": 550,
     "crawler.middlewares.proxies.ProxyRotationMiddleware": 740,
+    # off unless a spider turns it on (GITHUB_RATE_LIMITS_ENABLED): GitHub's token budgets
+    "crawler.middlewares.github.GithubRateLimitMiddleware": 560,
     # APIs, not pages: no robots.txt, cookies or meta refresh
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,

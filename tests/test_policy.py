@@ -45,3 +45,18 @@ def test_every_spider_declares_its_record_types(spider):
     for record_type in spider.records:
         assert Record.registry[record_type.namespace] is record_type
         assert record_type.key and all(k in record_type.model_fields for k in record_type.key)
+
+
+@pytest.mark.parametrize("spider", SPIDERS, ids=lambda s: s.name)
+def test_spider_settings_keep_the_platform_components(spider):
+    """A spider's custom_settings must not replace the project's component dicts (Scrapy does not merge them)."""
+    settings = get_project_settings()
+    settings.setdict(spider.custom_settings or {}, priority="spider")
+    middlewares = settings.getwithbase("DOWNLOADER_MIDDLEWARES")
+    assert middlewares["scrapy.downloadermiddlewares.retry.RetryMiddleware"] is None
+    assert middlewares["crawler.middlewares.retry.BackoffRetryMiddleware"]
+    assert middlewares["crawler.middlewares.proxies.ProxyRotationMiddleware"]
+    pipelines = settings.getwithbase("ITEM_PIPELINES")
+    assert (
+        pipelines["crawler.pipelines.store.StorePipeline"] > pipelines["crawler.pipelines.normalize.NormalizePipeline"]
+    )

@@ -5,7 +5,7 @@ Tokens come from ``GITHUB_TOKENS`` (comma-separated) and ``GITHUB_TOKEN``. For e
 requests in flight; a request is sent only with a token that has budget left, else it waits for the
 earliest reset. A 403/429 rate-limit answer obeys ``retry-after``, else marks the token exhausted until
 its reset, else backs off exponentially, and the request is sent again. Tokens are never logged: logs
-and stats name them by position (``#1``). Enabled by the GitHub spider's own settings.
+and stats name them by position (``#1``). Enabled by the GitHub spider's ``GITHUB_RATE_LIMITS_ENABLED``.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ class GithubRateLimitMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GithubRateLimitMiddleware:
         settings = crawler.settings
+        if not settings.getbool("GITHUB_RATE_LIMITS_ENABLED"):
+            raise NotConfigured
         tokens = [t.strip() for t in settings.getlist("GITHUB_TOKENS")] + [settings.get("GITHUB_TOKEN") or ""]
         pool = TokenPool([t for t in tokens if t])
         if not pool.tokens:

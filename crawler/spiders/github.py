@@ -49,9 +49,8 @@ class GithubSpider(SourceSpider):
         proxies_setting="GITHUB_PROXIES",
         max_response_bytes=50 * 1024 * 1024,
     )
-    custom_settings = {
-        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.github.GithubRateLimitMiddleware": 560},
-    }
+    # token budgets (crawler.middlewares.github); a component dict here would replace the project's
+    custom_settings = {"GITHUB_RATE_LIMITS_ENABLED": True}
 
     def __init__(
         self,
