@@ -11,11 +11,8 @@ from pathlib import Path
 from scrapy.settings import BaseSettings
 
 
-def _default_run_id() -> str:
-    # scrapyd exports the job id; reuse it so a run row matches scrapyd's job list
-    job = os.environ.get("SCRAPY_JOB")
-    if job:
-        return job
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC timestamp and a random suffix."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
@@ -28,7 +25,8 @@ class IngestionConfig:
     batch_idle_seconds: float
     parquet_compression: str
     dead_letter_sample_bytes: int
-    run_id: str
+    #: RUN_ID when set explicitly; otherwise the crawl's job id or a new id (see Services.run_id)
+    run_id: str | None
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> IngestionConfig:
@@ -42,7 +40,7 @@ class IngestionConfig:
             batch_idle_seconds=settings.getfloat("BATCH_IDLE_SECONDS", 30.0),
             parquet_compression=settings.get("PARQUET_COMPRESSION", "zstd"),
             dead_letter_sample_bytes=settings.getint("DEAD_LETTER_SAMPLE_BYTES", 4096),
-            run_id=settings.get("RUN_ID") or _default_run_id(),
+            run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
         )
         if config.batch_max_records < 1 or config.batch_max_bytes < 1:
             raise ValueError("BATCH_MAX_RECORDS and BATCH_MAX_BYTES must be positive")

@@ -17,7 +17,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from crawler.config import IngestionConfig
+from crawler.config import IngestionConfig, new_run_id
 from crawler.meta import MetaDB
 from crawler.storage import ObjectStore, open_store
 
@@ -41,9 +41,11 @@ class Services:
         crawler.signals.connect(services.engine_stopped, signal=signals.engine_stopped)
         return services
 
-    @property
+    @cached_property
     def run_id(self) -> str:
-        return self.config.run_id
+        """RUN_ID if set; else the job id scrapyd gives the spider (``_job``); else a new id."""
+        spider = self.crawler.spider
+        return self.config.run_id or getattr(spider, "job_id", None) or new_run_id()
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -56,7 +56,9 @@ class SourceSpider(scrapy.Spider):
             }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # scrapyd passes _job (and Scrapy Cloud other underscored arguments): accept and ignore them
+        # scrapyd passes _job (its job id, which becomes the run id), and deployments other underscored
+        # arguments: accept them, keep the job id
+        self.job_id: str | None = kwargs.get("_job")
         kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
         super().__init__(*args, **kwargs)
         #: the crawl's arguments as recorded in ``ingestion_runs`` (set by ``from_crawler``)

@@ -25,5 +25,5 @@ def test_mode_defaults_and_errors():
 def test_deployment_arguments_are_accepted_and_secrets_not_recorded():
     crawler = get_crawler(NpmSpider, {"NPM_REGISTRY_URL": "http://127.0.0.1:1/"})
     spider = NpmSpider.from_crawler(crawler, packages="a", _job="abc123", api_token="s3cret", note="x")
-    assert spider.names == ["a"]
+    assert spider.names == ["a"] and spider.job_id == "abc123"
     assert spider.arguments == {"packages": "a", "note": "x"}
