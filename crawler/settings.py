@@ -72,7 +72,11 @@ PROXY_BENCH_MAX = float(_env("PROXY_BENCH_MAX", "3600"))
 # -- components ----------------------------------------------------------------------------------
 EXTENSIONS = {
     "crawler.extensions.services.Services": 0,
+    # Spidermon runs the monitors of crawler/monitors/ after CoreStats (0), which sets finish_reason on
+    # the same signal, and before RunRecorder (10), so their outcome (spidermon/*) is in ingestion_runs
+    "spidermon.contrib.scrapy.extensions.Spidermon": 5,
     "crawler.extensions.runs.RunRecorder": 10,
+    "crawler.extensions.progress.Progress": 20,
 }
 ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,
@@ -100,6 +104,38 @@ REMOTE_CONTROL_ENABLED = False
 USER_AGENT = _env("USER_AGENT", "scrapy-ingestion/0.1 (+data-ingestion platform)")
 LOG_LEVEL = _env("LOG_LEVEL", "INFO")
 FEED_EXPORT_ENCODING = "utf-8"
+
+# -- monitoring ----------------------------------------------------------------------------------
+# Spidermon checks every run when it closes (crawler/monitors/): finish reason, records, error rate,
+# dead letters, cursor lag. A failed check is logged, and posted to MONITOR_WEBHOOK_URL (Slack-compatible)
+# and/or emailed to MONITOR_EMAIL_TO when set. A spider may override a threshold with an attribute named
+# like the setting in lower case (monitor_min_items = 0); -s NAME=value beats both.
+SPIDERMON_ENABLED = _env("SPIDERMON_ENABLED", "true")
+SPIDERMON_SPIDER_CLOSE_MONITORS = ["crawler.monitors.SpiderCloseSuite"]
+SPIDERMON_EXPECTED_FINISH_REASONS = _env("SPIDERMON_EXPECTED_FINISH_REASONS", "finished")
+MONITOR_MIN_ITEMS = int(_env("MONITOR_MIN_ITEMS", "1"))
+# (log_count/ERROR + dead_letters) / (item_scraped_count + dead_letters)
+MONITOR_MAX_ERROR_RATE = float(_env("MONITOR_MAX_ERROR_RATE", "0.05"))
+# a run may add this many dead letters, or this share of its records if that is more (0: no share)
+MONITOR_MAX_DEAD_LETTERS = int(_env("MONITOR_MAX_DEAD_LETTERS", "100"))
+MONITOR_MAX_DEAD_LETTER_RATIO = float(_env("MONITOR_MAX_DEAD_LETTER_RATIO", "0"))
+# the <source>/backlog a cursor-following run ends with (npm: changes not yet stored)
+MONITOR_MAX_CURSOR_LAG = int(_env("MONITOR_MAX_CURSOR_LAG", "10000"))
+MONITOR_NOTIFY_ON_SUCCESS = _env("MONITOR_NOTIFY_ON_SUCCESS", "false")
+MONITOR_ALERT_TIMEOUT = float(_env("MONITOR_ALERT_TIMEOUT", "10"))
+# The webhook URL and the SMTP password are secrets: environment only, never logged or sent (not
+# Scrapy's MAIL_* settings, which Scrapy prints at start-up with the other overridden settings).
+MONITOR_WEBHOOK_URL = _env("MONITOR_WEBHOOK_URL")
+MONITOR_EMAIL_TO = _env("MONITOR_EMAIL_TO", "")
+MONITOR_EMAIL_FROM = _env("MONITOR_EMAIL_FROM")
+MONITOR_SMTP_HOST = _env("MONITOR_SMTP_HOST", "localhost")
+MONITOR_SMTP_PORT = int(_env("MONITOR_SMTP_PORT", "0"))  # 0: 25, or 465 with MONITOR_SMTP_SSL
+MONITOR_SMTP_USER = _env("MONITOR_SMTP_USER")
+MONITOR_SMTP_PASSWORD = _env("MONITOR_SMTP_PASSWORD")
+MONITOR_SMTP_STARTTLS = _env("MONITOR_SMTP_STARTTLS", "false")
+MONITOR_SMTP_SSL = _env("MONITOR_SMTP_SSL", "false")
+# a progress line (items, rate, responses, dead letters, backlog and ETA) every this many seconds; 0: off
+PROGRESS_INTERVAL = float(_env("PROGRESS_INTERVAL", "30"))
 
 # -- storage lifecycle (scrapy compact) -----------------------------------------------------------
 COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(128 * 1024 * 1024)))

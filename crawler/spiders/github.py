@@ -49,6 +49,8 @@ class GithubSpider(SourceSpider):
         proxies_setting="GITHUB_PROXIES",
         max_response_bytes=50 * 1024 * 1024,
     )
+    # unchanged answers (304) yield no record: a run may rightly store nothing (see crawler/monitors)
+    monitor_min_items = 0
     # token budgets (crawler.middlewares.github); a component dict here would replace the project's
     custom_settings = {"GITHUB_RATE_LIMITS_ENABLED": True}
 

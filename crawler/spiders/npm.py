@@ -60,6 +60,9 @@ class NpmSpider(SourceSpider):
         super().__init__(**kwargs)
         self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         self.since_arg = since
+        # an incremental run may rightly find nothing new (see crawler/monitors)
+        self.monitor_min_items = 0 if self.mode == "incremental" else None
+        self._feed_pending = 0
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
         self.checkpoints = OrderedCheckpoints(self.source, self.cursor_key)
         self._deferred_page: scrapy.Request | None = None
@@ -115,7 +118,8 @@ class NpmSpider(SourceSpider):
             return
         self.crawler.stats.inc_value("npm/changes_pages")
         # what is left to do: the feed's own count after this page, plus the packuments not yet done
-        self.crawler.stats.set_value("npm/backlog", int(feed.get("pending") or 0) + self.checkpoints.outstanding)
+        self._feed_pending = int(feed.get("pending") or 0)
+        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.checkpoints.outstanding)
         # The same package can change several times in a page: fetch it once, at its newest rev.
         latest: dict[str, dict[str, Any]] = {}
         for change in feed["results"]:
@@ -234,6 +238,7 @@ class NpmSpider(SourceSpider):
         if page is None:
             return
         yield from self.checkpoints.done(page)
+        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.checkpoints.outstanding)
         if self._deferred_page is not None and self.checkpoints.outstanding <= self.page_size:
             yield self._deferred_page
             self._deferred_page = None

@@ -58,6 +58,8 @@ class PypiSpider(SourceSpider):
     ) -> None:
         super().__init__(**kwargs)
         self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
+        # an incremental run may rightly find nothing new (see crawler/monitors)
+        self.monitor_min_items = 0 if self.mode == "incremental" else None
         self.checkpoints = OrderedCheckpoints(self.source, FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR)
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None
