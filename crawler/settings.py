@@ -88,11 +88,24 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.proxies.ProxyRotationMiddleware": 740,
     # off unless a spider turns it on (GITHUB_RATE_LIMITS_ENABLED): GitHub's token budgets
     "crawler.middlewares.github.GithubRateLimitMiddleware": 560,
-    # APIs, not pages: no robots.txt, cookies or meta refresh
+    # APIs at configured endpoints, not pages: no robots.txt, cookies, meta refresh or offsite filter
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+}
+SPIDER_MIDDLEWARES = {
+    # no page graph to walk: no depth, URL length limits or meta-copy checks (a cost on every response)
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+}
+# Scrapy's aiohttp handler costs less CPU per response than the Twisted one (bench/npm_crawl.py); it
+# supports proxies, size caps and data-loss detection the same way.
+DOWNLOAD_HANDLERS = {
+    "http": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
+    "https": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
 }
 # Items of one response go through the pipelines one after another: this keeps a checkpoint behind
 # the records yielded before it (DESIGN §3.1) and avoids Scrapy's per-response fan-out of 100 tasks.

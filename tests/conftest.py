@@ -70,6 +70,10 @@ def workspace(tmp_path: Path) -> Workspace:
         if not key.startswith(("NPM_", "npm_config", "PYPI_", "PIP_INDEX", "STORAGE_", "META_", "AWS_", "SCRAPY_"))
     }
     env.update(
+        # a test that forgets to name an endpoint must hit a dead loopback port, never a real service
+        npm_config_registry="http://127.0.0.1:9/",
+        PIP_INDEX_URL="http://127.0.0.1:9/simple/",
+        GITHUB_API_URL="http://127.0.0.1:9/",
         SCRAPY_SETTINGS_MODULE="crawler.settings",
         PYTHONPATH=str(ROOT),
         STORAGE_URI=str(tmp_path / "data"),

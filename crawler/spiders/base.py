@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import orjson
 import scrapy
 from pydantic import ValidationError
+from scrapy import signals
 from scrapy.exceptions import UsageError
 from scrapy.http import Response
 from twisted.python.failure import Failure
@@ -55,7 +57,14 @@ class SourceSpider(scrapy.Spider):
                 **(cls.__dict__.get("custom_settings") or {}),
             }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    #: start requests allowed to wait in the scheduler before ``start()`` pauses: memory stays flat
+    #: however many names a crawl is given
+    start_backlog: ClassVar[int] = 1000
+
+    def __init__(self, *args: Any, shard: str | None = None, **kwargs: Any) -> None:
+        #: ``-a shard=i/n``: this process takes the named packages whose stable hash falls in shard i of n,
+        #: so n processes (on one host's cores or on several hosts) share a named crawl
+        self.shard = _parse_shard(shard)
         # scrapyd passes _job (its job id, which becomes the run id), and deployments other underscored
         # arguments: accept them, keep the job id
         self.job_id: str | None = kwargs.get("_job")
@@ -78,13 +87,25 @@ class SourceSpider(scrapy.Spider):
         names = [n.strip() for n in (packages or "").split(",") if n.strip()]
         if packages_file:
             names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
-        chosen = mode or ("named" if names else "incremental")
+        if self.shard is not None:
+            index, count = self.shard
+            names = [n for n in dict.fromkeys(names) if zlib.crc32(n.encode()) % count == index]
+        chosen = mode or ("named" if names or self.shard else "incremental")
         if chosen not in modes:
             raise UsageError(f"{self.name}: unknown mode {chosen!r}; use one of {', '.join(modes)}")
-        if chosen == "named" and not names:
+        if self.shard is not None and chosen != "named":
+            raise UsageError(f"{self.name}: shard=i/n splits named packages; mode={chosen} reads one cursor")
+        if chosen == "named" and not names and self.shard is None:
             others = "|".join(m for m in modes if m != "named")
             raise UsageError(f"{self.name}: give -a packages=name1,name2 (or packages_file=…), or -a mode={others}")
         return names, chosen
+
+    async def room_in_scheduler(self) -> None:
+        """Pause ``start()`` while ``start_backlog`` requests already wait and the downloader is full."""
+        engine = self.crawler.engine
+        scheduler = engine.scheduler if engine is not None else None
+        if scheduler is not None and len(scheduler) >= self.start_backlog and engine.needs_backout():
+            await self.crawler.signals.wait_for(signals.scheduler_empty)
 
     @property
     def services(self) -> Services:
@@ -143,6 +164,18 @@ class SourceSpider(scrapy.Spider):
         Subclasses that track cursors override it to release checkpoints; the default does nothing.
         """
         return iter(())
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise UsageError(f"shard must be i/n, e.g. 0/2 (got {value!r})") from None
+    if not 0 <= index < count:
+        raise UsageError(f"shard {value!r}: need 0 <= i < n")
+    return index, count
 
 
 class OrderedCheckpoints:

@@ -86,6 +86,7 @@ class NpmSpider(SourceSpider):
     async def start(self) -> AsyncIterator[Any]:
         if self.mode == "named":
             for name in dict.fromkeys(self.names):
+                await self.room_in_scheduler()
                 yield self.packument_request(name)
             return
         since = self.since_arg
@@ -196,7 +197,7 @@ class NpmSpider(SourceSpider):
                 "stale_attempt": attempt,
                 "handle_httpstatus_list": [404, 410],
             },
-            dont_filter=page is not None,
+            dont_filter=True,  # names are de-duplicated before they are requested; a feed re-fetch is wanted
         )
 
     async def parse_packument(self, response: Response) -> AsyncIterator[Any]:

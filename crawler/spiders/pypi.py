@@ -77,6 +77,7 @@ class PypiSpider(SourceSpider):
     async def start(self) -> AsyncIterator[Any]:
         if self.mode == "named":
             for name in dict.fromkeys(self.names):
+                await self.room_in_scheduler()
                 yield self.project_request(name)
             return
         yield scrapy.Request(
@@ -174,7 +175,7 @@ class PypiSpider(SourceSpider):
             errback=self.errback,
             headers={"Accept": "application/json"},
             meta=meta,
-            dont_filter=page is not None,
+            dont_filter=True,  # names are de-duplicated before they are requested
         )
 
     def simple_request(self, name: str, meta: dict[str, Any]) -> scrapy.Request:

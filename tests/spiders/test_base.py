@@ -27,3 +27,15 @@ def test_deployment_arguments_are_accepted_and_secrets_not_recorded():
     spider = NpmSpider.from_crawler(crawler, packages="a", _job="abc123", api_token="s3cret", note="x")
     assert spider.names == ["a"] and spider.job_id == "abc123"
     assert spider.arguments == {"packages": "a", "note": "x"}
+
+
+def test_shards_split_named_packages_stably_and_completely():
+    names = ",".join(f"pkg-{i}" for i in range(200))
+    shards = [NpmSpider(packages=names, shard=f"{i}/3").names for i in range(3)]
+    assert sorted(name for shard in shards for name in shard) == sorted(f"pkg-{i}" for i in range(200))  # all, once
+    assert all(40 < len(shard) < 90 for shard in shards)  # roughly even
+    assert NpmSpider(packages=names, shard="1/3").names == shards[1]  # stable
+    with pytest.raises(UsageError, match="i/n"):
+        NpmSpider(packages="a", shard="x")
+    with pytest.raises(UsageError, match="splits named packages"):
+        PypiSpider(mode="full", shard="0/2")

@@ -126,6 +126,8 @@ def test_full_mode_sets_the_incremental_cursor(workspace, fake_npm, npm_env):
 
 
 def test_missing_registry_configuration_is_a_clear_error(workspace):
-    result = workspace.crawl("npm", "packages=a", check=False, HOME=str(workspace.path), PATH="/nonexistent")
+    result = workspace.crawl(
+        "npm", "packages=a", check=False, HOME=str(workspace.path), PATH="/nonexistent", npm_config_registry=""
+    )
     assert result.returncode != 0
     assert "NPM_REGISTRY_URL" in result.stderr
