@@ -10,13 +10,11 @@ from typing import Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
-from tqdm import tqdm
 
 from crawler.config import IngestionConfig
 from crawler.items import Record
 from crawler.meta import MetaDB
 from crawler.storage import open_store
-from crawler.storage.compaction import Compactor, stored_days
 
 
 class Command(ScrapyCommand):
@@ -39,6 +37,11 @@ class Command(ScrapyCommand):
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        # imported here: every scrapy process (a crawl too) loads every command module
+        from tqdm import tqdm
+
+        from crawler.storage.compaction import Compactor, stored_days
+
         if len(args) != 1 or args[0] not in Record.registry:
             raise UsageError(f"give one namespace: {', '.join(sorted(Record.registry))}")
         assert self.settings is not None

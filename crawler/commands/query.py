@@ -8,14 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-import duckdb
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from crawler.config import IngestionConfig
 from crawler.items import Record
 from crawler.query.output import render_json, render_table
-from crawler.query.views import connect
 from crawler.storage import open_store
 
 FORMATS = ("table", "json", "csv", "parquet")
@@ -40,6 +38,11 @@ class Command(ScrapyCommand):
         parser.add_argument("--output", "-O", metavar="FILE", help="write the result to FILE instead of stdout")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        # imported here: every scrapy process (a crawl too) loads every command module
+        import duckdb
+
+        from crawler.query.views import connect
+
         if len(args) != 1:
             raise UsageError("give one SQL query, quoted")
         assert self.settings is not None
@@ -64,7 +67,7 @@ class Command(ScrapyCommand):
             print(text)
 
 
-def write_file(relation: duckdb.DuckDBPyRelation, fmt: str, output: str | None) -> None:
+def write_file(relation: Any, fmt: str, output: str | None) -> None:
     """CSV (nested values as text) to a file or stdout; Parquet (zstd) to a file."""
     if fmt == "parquet":
         relation.write_parquet(output, compression="zstd")

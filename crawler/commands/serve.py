@@ -9,8 +9,6 @@ from typing import Any, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from crawler.query.api import ConfigError, create_app_from_settings
-
 
 class Command(ScrapyCommand):
     requires_project = True
@@ -46,6 +44,9 @@ class Command(ScrapyCommand):
             raise UsageError("serve takes no arguments")
         assert self.settings is not None
         import uvicorn  # only this command needs it
+
+        # imported here: every scrapy process loads every command module
+        from crawler.query.api import ConfigError, create_app_from_settings
 
         try:
             app, config = create_app_from_settings(

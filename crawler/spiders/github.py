@@ -30,7 +30,6 @@ from crawler.items.control import Checkpoint
 from crawler.items.github import GithubCommit, GithubProfile, GithubRepo
 from crawler.pipelines.index import iso_utc
 from crawler.policy import SourcePolicy
-from crawler.query.views import connect
 from crawler.spiders.base import SourceSpider
 
 PER_PAGE = 100
@@ -271,6 +270,8 @@ def next_link(response: Response) -> str | None:
 
 
 def repository_urls(store: Any, source: str) -> list[str]:
+    from crawler.query.views import connect  # DuckDB is loaded only by the runs that query
+
     table = {"npm": "npm_package", "pypi": "pypi_package"}[source]
     con = connect(store)
     rows = con.execute(

@@ -33,7 +33,6 @@ from scrapy.http import Response
 
 from crawler.items.pypi import PypiPackage, normalize_name
 from crawler.policy import SourcePolicy
-from crawler.query.views import connect
 from crawler.spiders.base import OrderedCheckpoints, SourceSpider
 
 MODES = ("named", "full", "incremental")
@@ -301,6 +300,8 @@ def header_serial(response: Response) -> int | None:
 
 def stored_serials(store: Any) -> dict[str, int]:
     """Serial of every stored, not deleted project (the latest record per project)."""
+    from crawler.query.views import connect  # DuckDB is loaded only by the runs that query
+
     con = connect(store)
     rows = con.execute("SELECT name, last_serial FROM pypi_package WHERE NOT deleted").fetchall()
     return {name: serial if serial is not None else -1 for name, serial in rows}
