@@ -18,7 +18,7 @@ It then prints a table and the ratios checked against the platform's targets, an
 child has a timeout and the fake is terminated on the way out, also on errors and Ctrl-C.
 
 Experiments, none of which changes anything in ``crawler/``: ``--platform-set KEY=VALUE`` (repeatable) passes
-``-s KEY=VALUE`` to the platform crawl only (``bench/experiments/npm_levers.py`` holds prototypes loaded that way),
+``-s KEY=VALUE`` to the platform crawl only,
 ``--platform-env NAME=VALUE`` adds to its environment, ``--platform-shards N`` runs it as N concurrent processes
 (``-a shard=i/N``; their CPU and peak RSS are added up), ``--cprofile DIR`` runs every contender under cProfile
 into ``DIR/<contender>.prof`` (slower: read its proportions, not its timings), and ``--repeat N`` keeps each
