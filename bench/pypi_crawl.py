@@ -13,7 +13,8 @@ directly: a display name would cost a 301 first), one after another, each as its
 * ``raw``: ``python -m bench.baselines.raw_pypi_client`` (asyncio + aiohttp, fetch and ``json.loads`` only).
 
 Each child is reaped with ``os.wait4`` (its own CPU time and peak RSS); wall time is its whole life.
-``--platform-set KEY=VALUE`` and ``--cprofile DIR`` work as in ``bench.npm_crawl``.
+``--platform-set KEY=VALUE``, ``--platform-env NAME=VALUE``, ``--platform-shards N``, ``--cprofile DIR`` and
+``--repeat N`` work as in ``bench.npm_crawl``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import platform as platform_module
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ from bench.npm_crawl import (
     Bench,
     Result,
     _count_lines,
+    _exit_on_sigterm,
     _parquet_rows,
     _platform_run,
     _read_line,
@@ -160,6 +163,7 @@ class PypiBench(Bench):
             "PYPI_URL": self.fake.url,
             "LOG_LEVEL": "INFO",
             "PROGRESS_INTERVAL": "0",
+            **self.platform_env,
         }
         cmd = [
             *self._python("platform"),
@@ -174,8 +178,16 @@ class PypiBench(Bench):
         ]
         for setting in self.platform_settings:
             cmd += ["-s", setting]
-        details: dict[str, Any] = {"command": cmd, "overrides": list(self.platform_settings)}
-        usage = self._measure("platform", cmd, env, cwd)
+        details: dict[str, Any] = {
+            "command": cmd,
+            "overrides": list(self.platform_settings),
+            "environment": dict(self.platform_env),
+        }
+        if self.platform_shards == 1:
+            usage = self._measure("platform", cmd, env, cwd)
+        else:  # -a shard=i/n, all into the same data folder (bench.npm_crawl's way); the runs are added up
+            usage = self._measure_shards(cmd, env, cwd)
+            details["shards"] = self.platform_shards
         run = _platform_run(data / "_meta" / "meta.db")
         details.update(run)
         records = data / "pypi"
@@ -259,6 +271,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--platform-set", action="append", default=[], metavar="KEY=VALUE", help="-s override for the platform crawl"
     )
+    parser.add_argument(
+        "--platform-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment variable for the platform crawl (e.g. MALLOC_ARENA_MAX=2)",
+    )
+    parser.add_argument(
+        "--platform-shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the platform as N concurrent processes with -a shard=i/N",
+    )
     parser.add_argument("--cprofile", type=Path, metavar="DIR", help="profile each contender into DIR/<name>.prof")
     parser.add_argument("--workdir", type=Path, help="keep logs and output here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
@@ -266,8 +292,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.only) - set(CONTENDERS)
     if unknown or not args.only:
         parser.error(f"--only takes a subset of {','.join(CONTENDERS)}")
-    if min(args.projects, args.repeat) < 1:
-        parser.error("--projects and --repeat must be positive")
+    if min(args.projects, args.repeat, args.platform_shards) < 1:
+        parser.error("--projects, --repeat and --platform-shards must be positive")
+    if any("=" not in item for item in args.platform_env):
+        parser.error("--platform-env takes NAME=VALUE")
     if args.cprofile is not None:
         args.cprofile.mkdir(parents=True, exist_ok=True)
     if args.timeout is None:
@@ -277,6 +305,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     keep = args.workdir is not None
     workdir = args.workdir.resolve() if keep else Path(tempfile.mkdtemp(prefix="bench-pypi-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -297,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timeout=args.timeout,
                 raw_concurrency=args.raw_concurrency,
                 platform_settings=args.platform_set,
-                platform_shards=1,
-                platform_env={},
+                platform_shards=args.platform_shards,
+                platform_env=dict(item.split("=", 1) for item in args.platform_env),
                 cprofile_dir=args.cprofile.resolve() if args.cprofile else None,
             )
             # Interleaved (a b c a b c …) so a burst of other load on the machine hits all contenders alike.
@@ -328,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeat": args.repeat,
             "results": {name: r.as_dict() for name, r in results.items()},
             "runs": {name: [r.as_dict() for r in done] for name, done in runs.items()},
-            "checks": [asdict(c) | {"verdict": c.verdict} for c in checks(results)],
+            "checks": [asdict(c) | {"verdict": c.verdict} for c in checks(results, args.projects)],
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     failed = [r for done in runs.values() for r in done if r.usage.returncode != 0 or r.usage.timed_out]
