@@ -1,7 +1,7 @@
 """Per-source crawl policy, declared next to each spider (``SourceSpider.policy``).
 
 The base spider turns a :class:`SourcePolicy` into Scrapy settings, so a source's rate, concurrency,
-retries, proxies, size cap and freshness live in one declaration; ``tests/test_policy.py`` checks that
+retries, proxies and size cap live in one declaration; ``tests/test_policy.py`` checks that
 every spider declares one and that it stays within sane bounds.
 """
 
@@ -29,8 +29,6 @@ class SourcePolicy:
     proxies_setting: str | None = None
     #: responses larger than this are abandoned and recorded as dead letters
     max_response_bytes: int = 100 * 1024 * 1024
-    #: records fetched within this many seconds are not fetched again (None: always fetch)
-    freshness_ttl: float | None = None
     download_timeout: float = 60.0
 
     def scrapy_settings(self) -> dict[str, Any]:

@@ -11,13 +11,12 @@ import orjson
 def _cell(value: Any, width: int = 60) -> str:
     if value is None:
         return "NULL"
-    text = (
-        value
-        if isinstance(value, str)
-        else orjson.dumps(value, default=str).decode()
-        if isinstance(value, (list, dict))
-        else str(value)
-    )
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, dict)):
+        text = orjson.dumps(value, default=str).decode()
+    else:
+        text = str(value)
     text = text.replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
