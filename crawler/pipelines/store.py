@@ -14,6 +14,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet import task, threads
+from twisted.internet.defer import Deferred
 
 from crawler.extensions.services import Services
 from crawler.items.control import Checkpoint
@@ -38,6 +39,7 @@ class StorePipeline:
         # Receipt of the first record of a batch that could not be stored: no cursor passes it this run.
         self.lost_receipt: int | None = None
         self._idle_loop: task.LoopingCall | None = None
+        self._idle_loop_done: Deferred[Any] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
@@ -48,7 +50,7 @@ class StorePipeline:
         self.index = PartitionIndex(self.services.store, self.services.meta)
         interval = max(self.services.config.batch_idle_seconds / 2, 0.05)
         self._idle_loop = task.LoopingCall(lambda: deferred_from_coro(self._flush_idle()))
-        self._idle_loop.start(interval, now=False).addErrback(
+        self._idle_loop_done = self._idle_loop.start(interval, now=False).addErrback(
             lambda failure: logger.error("idle flush loop failed", exc_info=failure.value)
         )
 
@@ -118,6 +120,10 @@ class StorePipeline:
     async def close_spider(self) -> None:
         if self._idle_loop is not None and self._idle_loop.running:
             self._idle_loop.stop()
+        if self._idle_loop_done is not None:
+            # an idle flush may be half way: its cursor save must come before the last one, not after
+            # the metadata thread has shut down
+            await maybe_deferred_to_future(self._idle_loop_done)
         for batch in self.batcher.take_all():
             await self._flush(batch)
         await self._save_ready_cursors()
