@@ -69,9 +69,24 @@ RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
 PROXY_BENCH_SECONDS = float(_env("PROXY_BENCH_SECONDS", "300"))
 PROXY_BENCH_MAX = float(_env("PROXY_BENCH_MAX", "3600"))
 
+# -- distributed crawling (crawler/distributed) ---------------------------------------------------
+# With REDIS_URL set (redis://host:6379/0), every `scrapy crawl` of a spider joins one shared crawl:
+# scrapy-redis's queue and dupefilter, each request leased to the worker running it. Use
+# META_DB_URL=postgresql://… so that the workers share runs, cursors, dead letters and partitions.
+REDIS_URL = _env("REDIS_URL")
+DISTRIBUTED_KEY_PREFIX = _env("DISTRIBUTED_KEY_PREFIX", "crawler")
+DISTRIBUTED_HEARTBEAT_SECONDS = float(_env("DISTRIBUTED_HEARTBEAT_SECONDS", "5"))
+DISTRIBUTED_WORKER_TIMEOUT = float(_env("DISTRIBUTED_WORKER_TIMEOUT", "30"))
+DISTRIBUTED_POLL_SECONDS = float(_env("DISTRIBUTED_POLL_SECONDS", "0.1"))
+
 # -- components ----------------------------------------------------------------------------------
+ADDONS = {
+    # swaps in the shared Redis scheduler when REDIS_URL is set, whatever the settings' origin
+    "crawler.distributed.RedisAddon": 0,
+}
 EXTENSIONS = {
     "crawler.extensions.services.Services": 0,
+    "crawler.distributed.extension.Distributed": 1,  # off unless REDIS_URL is set
     # Spidermon runs the monitors of crawler/monitors/ after CoreStats (0), which sets finish_reason on
     # the same signal, and before RunRecorder (10), so their outcome (spidermon/*) is in ingestion_runs
     "spidermon.contrib.scrapy.extensions.Spidermon": 5,
@@ -100,6 +115,7 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+    "crawler.distributed.middleware.LeaseAckMiddleware": 50,  # off unless REDIS_URL is set
 }
 # Scrapy's aiohttp handler costs less CPU per response than the Twisted one (bench/npm_crawl.py); it
 # supports proxies, size caps and data-loss detection the same way.

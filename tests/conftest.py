@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +106,65 @@ def fake_pypi() -> Iterator[FakePyPI]:
 @pytest.fixture
 def pypi_env(fake_pypi: FakePyPI) -> dict[str, str]:
     return {"PYPI_URL": fake_pypi.url}
+
+
+# -- PostgreSQL (metadata DB) ------------------------------------------------------------------
+
+
+@functools.cache
+def _pg_base_url() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    env = os.environ.get("META_TEST_PG_URL")
+    candidates = [env] if env else [f"postgresql://{u}@127.0.0.1:5432/test" for u in ("root", "postgres")]
+    for url in candidates:
+        try:
+            with psycopg.connect(url, connect_timeout=3):
+                return url
+        except psycopg.Error:
+            continue
+    return None
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL schema (dropped afterwards)."""
+    base = _pg_base_url()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (database test)")
+    import psycopg
+
+    schema = f"meta_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# -- Redis (distributed crawls) ----------------------------------------------------------------------
+
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the machine's Redis (``.ci/run`` starts it); its keys are deleted after."""
+    import redis
+
+    server = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        server.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_TEST_URL} (start it as .ci/run does): {exc}")
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    keys = list(server.scan_iter(f"{prefix}:*"))
+    if keys:
+        server.delete(*keys)
+    server.close()

@@ -16,3 +16,27 @@ class Checkpoint:
     source: str
     value: str
     key: str = "default"
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """Distributed crawls: unit ``unit`` (a package) of feed page ``page`` is done.
+
+    Like a :class:`Checkpoint`, it takes effect only once every record yielded before it is stored;
+    then the page's shared state in Redis is updated (:mod:`crawler.distributed`).
+    """
+
+    source: str
+    page: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class LeaseDone:
+    """Distributed crawls: the work of a leased request is yielded; drop the lease once it is stored."""
+
+    lease: str
+
+
+#: control items the store pipeline holds back until the records before them are stored
+ControlItem = Checkpoint | UnitDone | LeaseDone

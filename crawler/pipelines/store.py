@@ -16,8 +16,9 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet import task, threads
 from twisted.internet.defer import Deferred
 
+from crawler.distributed.extension import Distributed
 from crawler.extensions.services import Services
-from crawler.items.control import Checkpoint
+from crawler.items.control import Checkpoint, LeaseDone, UnitDone
 from crawler.pipelines.batching import Batch, Batcher
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.ledger import CursorLedger
@@ -31,6 +32,8 @@ class StorePipeline:
     def __init__(self, crawler: Crawler, services: Services) -> None:
         self.crawler = crawler
         self.services = services
+        #: set when the crawl is shared by workers through Redis (crawler.distributed)
+        self.distributed = crawler.get_extension(Distributed)
         config = services.config
         self.batcher = Batcher(config.batch_max_records, config.batch_max_bytes, config.batch_idle_seconds)
         self.ledger = CursorLedger()
@@ -55,10 +58,10 @@ class StorePipeline:
         )
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, Checkpoint):
+        if isinstance(item, Checkpoint | UnitDone | LeaseDone):
             self.ledger.add(item, self.receipt)
-            # Saved later, after the data before it; not a scraped item.
-            raise DropItem(f"checkpoint {item.source}/{item.key}={item.value}", log_level="DEBUG")
+            # Applied later, after the data before it; not a scraped item.
+            raise DropItem(f"control item {item}", log_level="DEBUG")
         if not isinstance(item, StampedRecord):
             return item
         self.receipt += 1
@@ -100,16 +103,23 @@ class StorePipeline:
         return min(pending) - 1 if pending else self.receipt
 
     async def _save_ready_cursors(self) -> None:
-        for checkpoint in self.ledger.ready(self.watermark()):
-            await self.services.in_meta_thread(
-                self.services.meta.save_cursor,
-                checkpoint.source,
-                checkpoint.value,
-                key=checkpoint.key,
-                run_id=self.services.run_id,
-            )
-            self.crawler.stats.set_value(f"cursor/{checkpoint.source}/{checkpoint.key}", checkpoint.value)
-            logger.info("cursor %s/%s saved at %s", checkpoint.source, checkpoint.key, checkpoint.value)
+        ready = self.ledger.ready(self.watermark())
+        acknowledgements = [item for item in ready if not isinstance(item, Checkpoint)]
+        if acknowledgements:
+            assert self.distributed is not None, "distributed acknowledgements need the Distributed extension"
+            # the same ordered thread as the index and dead letters: what they record is durable first
+            await self.services.in_meta_thread(self.distributed.acknowledge, acknowledgements)
+        for checkpoint in ready:
+            if isinstance(checkpoint, Checkpoint):
+                await self.services.in_meta_thread(
+                    self.save_cursor, checkpoint.source, checkpoint.key, checkpoint.value
+                )
+
+    def save_cursor(self, source: str, key: str, value: str) -> None:
+        """Save a cursor to the metadata DB (on the metadata thread)."""
+        self.services.meta.save_cursor(source, value, key=key, run_id=self.services.run_id)
+        self.crawler.stats.set_value(f"cursor/{source}/{key}", value)
+        logger.info("cursor %s/%s saved at %s", source, key, value)
 
     async def _flush_idle(self) -> None:
         for batch in self.batcher.take_idle():

@@ -8,7 +8,9 @@ and the record types it yields, builds requests and turns responses into records
 * :meth:`dead_letter`, :meth:`parse_json` and :meth:`build` — bad input becomes a dead letter in
   ``failed_messages`` and the crawl goes on (DESIGN §3.3);
 * :meth:`errback`, the default errback: a request that failed after its retries is a dead letter;
-* :class:`OrderedCheckpoints`, which releases cursor checkpoints only once all work before them is done.
+* :meth:`make_checkpoints`: :class:`OrderedCheckpoints`, which releases cursor checkpoints only once all
+  work before them is done — or, in a distributed crawl, :class:`SharedCheckpoints`, which does the same
+  across workers through Redis (:mod:`crawler.distributed`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -28,9 +31,11 @@ from scrapy.exceptions import UsageError
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
+from crawler.distributed.coordinator import Coordinator
+from crawler.distributed.extension import Distributed
 from crawler.extensions.services import Services
 from crawler.items import Record
-from crawler.items.control import Checkpoint
+from crawler.items.control import Checkpoint, UnitDone
 from crawler.policy import SourcePolicy
 
 logger = logging.getLogger(__name__)
@@ -56,6 +61,9 @@ class SourceSpider(scrapy.Spider):
                 **cls.policy.scrapy_settings(),
                 **(cls.__dict__.get("custom_settings") or {}),
             }
+
+    #: the cursor this run's checkpoints move (a spider with several sets it per mode)
+    cursor_key: str = "default"
 
     #: start requests allowed to wait in the scheduler before ``start()`` pauses: memory stays flat
     #: however many names a crawl is given
@@ -113,6 +121,25 @@ class SourceSpider(scrapy.Spider):
         assert services is not None, "crawler.extensions.services.Services must be enabled"
         return services
 
+    @property
+    def distributed(self) -> Distributed | None:
+        """The distributed-crawl extension when ``REDIS_URL`` is set, else None."""
+        return self.crawler.get_extension(Distributed)
+
+    @property
+    def dedupe_across_workers(self) -> bool:
+        """True in a distributed crawl: requests go through the shared dupefilter, so workers given
+        overlapping names fetch each once. A single process de-duplicates names itself, for less."""
+        return self.distributed is not None
+
+    @cached_property
+    def checkpoints(self) -> OrderedCheckpoints | SharedCheckpoints:
+        """Checkpoints of the cursor ``cursor_key``: kept in this process, or shared by the workers of a
+        distributed crawl. Built on first use (extensions do not exist yet in ``from_crawler``)."""
+        if self.distributed is not None:
+            return SharedCheckpoints(self.distributed.coordinator, self.source, self.cursor_key)
+        return OrderedCheckpoints(self.source, self.cursor_key)
+
     def dead_letter(
         self, reason: str, *, url: str | None = None, payload: bytes | str | None = None, attempts: int = 1
     ) -> None:
@@ -149,6 +176,9 @@ class SourceSpider(scrapy.Spider):
         retries = request.meta.get("retry_times", 0) if request is not None else 0
         self.dead_letter(reason, url=request.url if request else None, payload=payload, attempts=retries + 1)
         yield from self.request_finished(request.meta if request is not None else {})
+        if request is not None and self.distributed is not None:
+            # errback output skips the spider middlewares, so the lease is acknowledged here
+            yield from self.distributed.lease_done(request.meta)
 
     @classmethod
     def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
@@ -195,15 +225,16 @@ class OrderedCheckpoints:
         self._head = 0  # the oldest page not yet released
         self.outstanding = 0
 
-    def open(self, value: str, units: int, key: str | None = None) -> tuple[int, list[Checkpoint]]:
-        """Register a page; returns its id and any checkpoints released at once (a page with no work)."""
+    def open(self, value: str, units: Sequence[str], key: str | None = None) -> tuple[int, list[Checkpoint]]:
+        """Register a page and its units of work (e.g. package names); returns its id and any
+        checkpoints released at once (a page with no work)."""
         page = self._next_id
         self._next_id += 1
-        self._pages[page] = [units, value, key or self.key]
-        self.outstanding += units
+        self._pages[page] = [len(units), value, key or self.key]
+        self.outstanding += len(units)
         return page, self._release()
 
-    def done(self, page: int) -> list[Checkpoint]:
+    def done(self, page: int, unit: str) -> list[Checkpoint]:
         """One unit of ``page`` finished; returns the checkpoints that are now safe to emit."""
         entry = self._pages[page]
         entry[0] -= 1
@@ -218,3 +249,31 @@ class OrderedCheckpoints:
             released[key] = Checkpoint(self.source, value, key)
             self._head += 1
         return list(released.values())
+
+
+class SharedCheckpoints:
+    """:class:`OrderedCheckpoints` for a distributed crawl: pages and their units live in Redis, so a
+    unit may finish on any worker; a page's cursor value is saved once it and every earlier page are
+    stored (see :mod:`crawler.distributed.coordinator`).
+
+    ``open`` and ``done`` return :class:`~crawler.items.control.UnitDone` items: like checkpoints, they
+    take effect only after the records yielded before them are stored.
+    """
+
+    #: nothing to hold back locally: the shared queue serves feed pages after the queued packages
+    outstanding = 0
+
+    def __init__(self, coordinator: Coordinator, source: str, key: str = "default") -> None:
+        self.coordinator = coordinator
+        self.source = source
+        self.key = key
+
+    def open(self, value: str, units: Sequence[str], key: str | None = None) -> tuple[str, list[UnitDone]]:
+        key = key or self.key
+        page = f"{key}:{value}"
+        self.coordinator.open_page(page, value, key, units)
+        # a page with no work is released as soon as the pages before it are
+        return page, [] if units else [UnitDone(self.source, page, "")]
+
+    def done(self, page: str, unit: str) -> list[UnitDone]:
+        return [UnitDone(self.source, page, unit)]

@@ -31,7 +31,7 @@ from scrapy.http import Response
 
 from crawler.items.npm import NpmPackage
 from crawler.policy import SourcePolicy
-from crawler.spiders.base import OrderedCheckpoints, SourceSpider
+from crawler.spiders.base import SourceSpider
 
 MODES = ("named", "incremental", "full")
 FULL_CURSOR = "full"
@@ -64,7 +64,6 @@ class NpmSpider(SourceSpider):
         self.monitor_min_items = 0 if self.mode == "incremental" else None
         self._feed_pending = 0
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
-        self.checkpoints = OrderedCheckpoints(self.source, self.cursor_key)
         self._deferred_page: scrapy.Request | None = None
 
     @classmethod
@@ -89,6 +88,8 @@ class NpmSpider(SourceSpider):
                 await self.room_in_scheduler()
                 yield self.packument_request(name)
             return
+        if self.distributed is not None and not self.distributed.founder:
+            return  # the feed is read by the worker that started the run; this one takes from the queue
         since = self.since_arg
         if since is None:
             since = await self.services.in_meta_thread(self.services.meta.get_cursor, self.source, self.cursor_key)
@@ -133,7 +134,7 @@ class NpmSpider(SourceSpider):
             if change.get("deleted"):
                 self.crawler.stats.inc_value("npm/deleted")
                 yield NpmPackage.tombstone(change["id"])
-        page, released = self.checkpoints.open(last_seq, len(fetches))
+        page, released = self.checkpoints.open(last_seq, [c["id"] for c in fetches])
         for change in fetches:
             revs = change.get("changes") or [{}]
             yield self.packument_request(change["id"], page=page, change_rev=(revs[-1] or {}).get("rev"))
@@ -152,8 +153,8 @@ class NpmSpider(SourceSpider):
     def full_sync_complete(self, last_seq: str) -> Iterator[Any]:
         # Once every packument before it is stored, the incremental cursor may start here and the
         # full cursor is cleared, so the next full run starts over.
-        yield from self.checkpoints.open("", 0, key=FULL_CURSOR)[1]
-        yield from self.checkpoints.open(last_seq, 0, key="default")[1]
+        yield from self.checkpoints.open("", [], key=FULL_CURSOR)[1]
+        yield from self.checkpoints.open(last_seq, [], key="default")[1]
 
     def seq_reset(self, since: str, last_seq: str, response: Response) -> Iterator[Any]:
         self.crawler.stats.inc_value("npm/seq_resets")
@@ -183,7 +184,7 @@ class NpmSpider(SourceSpider):
     # -- packuments -----------------------------------------------------------------------------
 
     def packument_request(
-        self, name: str, *, page: int | None = None, change_rev: str | None = None, attempt: int = 0
+        self, name: str, *, page: int | str | None = None, change_rev: str | None = None, attempt: int = 0
     ) -> scrapy.Request:
         return scrapy.Request(
             self.registry_url + quote(name, safe="@"),
@@ -197,7 +198,8 @@ class NpmSpider(SourceSpider):
                 "stale_attempt": attempt,
                 "handle_httpstatus_list": [404, 410],
             },
-            dont_filter=True,  # names are de-duplicated before they are requested; a feed re-fetch is wanted
+            # names are de-duplicated before they are requested; a feed re-fetch is wanted
+            dont_filter=page is not None or not self.dedupe_across_workers,
         )
 
     async def parse_packument(self, response: Response) -> AsyncIterator[Any]:
@@ -238,7 +240,7 @@ class NpmSpider(SourceSpider):
         page = meta.get("page")
         if page is None:
             return
-        yield from self.checkpoints.done(page)
+        yield from self.checkpoints.done(page, meta["package"])
         self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.checkpoints.outstanding)
         if self._deferred_page is not None and self.checkpoints.outstanding <= self.page_size:
             yield self._deferred_page

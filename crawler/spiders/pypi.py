@@ -28,12 +28,12 @@ from urllib.parse import quote, unquote, urlsplit
 import orjson
 import pypi_simple
 import scrapy
-from scrapy.exceptions import CloseSpider
+from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.http import Response
 
 from crawler.items.pypi import PypiPackage, normalize_name
 from crawler.policy import SourcePolicy
-from crawler.spiders.base import OrderedCheckpoints, SourceSpider
+from crawler.spiders.base import SourceSpider
 
 MODES = ("named", "full", "incremental")
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -59,7 +59,7 @@ class PypiSpider(SourceSpider):
         self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         # an incremental run may rightly find nothing new (see crawler/monitors)
         self.monitor_min_items = 0 if self.mode == "incremental" else None
-        self.checkpoints = OrderedCheckpoints(self.source, FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR)
+        self.cursor_key = FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None
 
@@ -71,6 +71,9 @@ class PypiSpider(SourceSpider):
         spider.json_url = base + "pypi/{}/json"
         spider.json_api = crawler.settings.get("PYPI_JSON_API", "auto")
         spider.page_size = crawler.settings.getint("PYPI_PAGE_SIZE", 1000)
+        if crawler.settings.get("REDIS_URL") and spider.mode != "named":
+            # the index listing opens its pages as its own work completes, which one process must see
+            raise UsageError("pypi: a distributed crawl (REDIS_URL) takes named projects: -a packages_file=…")
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -125,7 +128,7 @@ class PypiSpider(SourceSpider):
             yield from self.sync_complete()
             return
         value = normalize_name(page_projects[-1][0]) if self.mode == "full" else ""
-        page, released = self.checkpoints.open(value, len(page_projects))
+        page, released = self.checkpoints.open(value, [display for display, _ in page_projects])
         for display, serial in page_projects:
             yield self.project_request(display, page=page, serial=serial)
         yield from released
@@ -134,9 +137,9 @@ class PypiSpider(SourceSpider):
         # Once everything before is stored: a full run clears its resume cursor, and both modes note
         # the index serial they reached (for status and lag).
         if self.mode == "full":
-            yield from self.checkpoints.open("", 0, key=FULL_CURSOR)[1]
+            yield from self.checkpoints.open("", [], key=FULL_CURSOR)[1]
         if self._index_serial is not None:
-            yield from self.checkpoints.open(str(self._index_serial), 0, key=SERIAL_CURSOR)[1]
+            yield from self.checkpoints.open(str(self._index_serial), [], key=SERIAL_CURSOR)[1]
 
     def index_failed(self, failure: Any) -> Iterator[Any]:
         yield from self.errback(failure)
@@ -147,7 +150,7 @@ class PypiSpider(SourceSpider):
         if page is None:
             return
         self.crawler.stats.inc_value("pypi/backlog", -1)
-        yield from self.checkpoints.done(page)
+        yield from self.checkpoints.done(page, meta["project"])
         if self.checkpoints.outstanding < self.page_size:
             yield from self.next_page()
 
@@ -164,7 +167,7 @@ class PypiSpider(SourceSpider):
 
     # -- projects -------------------------------------------------------------------------------
 
-    def project_request(self, name: str, *, page: int | None = None, serial: int | None = None) -> scrapy.Request:
+    def project_request(self, name: str, *, page: int | str | None = None, serial: int | None = None) -> scrapy.Request:
         meta = {"project": name, "page": page, "serial": serial, "handle_httpstatus_list": [404, 410]}
         if self.json_api == "false":
             return self.simple_request(name, meta)
@@ -174,7 +177,8 @@ class PypiSpider(SourceSpider):
             errback=self.errback,
             headers={"Accept": "application/json"},
             meta=meta,
-            dont_filter=True,  # names are de-duplicated before they are requested
+            # names are de-duplicated before they are requested (across workers: by the shared dupefilter)
+            dont_filter=not self.dedupe_across_workers,
         )
 
     def simple_request(self, name: str, meta: dict[str, Any]) -> scrapy.Request:

@@ -7,7 +7,6 @@ each test in its own throw-away schema; they are skipped when no server answers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 import signal
@@ -15,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,42 +60,6 @@ EXPECTED_COLUMNS = {
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@functools.cache
-def _pg_base_url() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    env = os.environ.get("META_TEST_PG_URL")
-    candidates = [env] if env else [f"postgresql://{u}@127.0.0.1:5432/test" for u in ("root", "postgres")]
-    for url in candidates:
-        try:
-            with psycopg.connect(url, connect_timeout=3):
-                return url
-        except psycopg.Error:
-            continue
-    return None
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL schema (dropped afterwards)."""
-    base = _pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (database test)")
-    import psycopg
-
-    schema = f"meta_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,4 +1,4 @@
-from crawler.items.control import Checkpoint
+from crawler.items.control import Checkpoint, LeaseDone, UnitDone
 from crawler.pipelines.ledger import CursorLedger
 from crawler.spiders.base import OrderedCheckpoints
 
@@ -23,20 +23,30 @@ def test_only_the_newest_checkpoint_per_key_is_saved():
 
 def test_pages_release_in_order_only():
     checkpoints = OrderedCheckpoints("npm")
-    first, released = checkpoints.open("100", 2)
+    first, released = checkpoints.open("100", ["a", "b"])
     assert released == []
-    second, released = checkpoints.open("200", 1)
+    second, released = checkpoints.open("200", ["c"])
     assert checkpoints.outstanding == 3
     # the later page finishes first: nothing may be released yet
-    assert checkpoints.done(second) == []
-    assert checkpoints.done(first) == []
-    assert checkpoints.done(first) == [Checkpoint("npm", "200")]
+    assert checkpoints.done(second, "c") == []
+    assert checkpoints.done(first, "a") == []
+    assert checkpoints.done(first, "b") == [Checkpoint("npm", "200")]
     assert checkpoints.outstanding == 0
 
 
 def test_an_empty_page_is_released_at_once_unless_blocked():
     checkpoints = OrderedCheckpoints("npm")
-    assert checkpoints.open("5", 0)[1] == [Checkpoint("npm", "5")]
-    busy, _ = checkpoints.open("6", 1)
-    assert checkpoints.open("7", 0)[1] == []
-    assert checkpoints.done(busy) == [Checkpoint("npm", "7")]
+    assert checkpoints.open("5", [])[1] == [Checkpoint("npm", "5")]
+    busy, _ = checkpoints.open("6", ["x"])
+    assert checkpoints.open("7", [])[1] == []
+    assert checkpoints.done(busy, "x") == [Checkpoint("npm", "7")]
+
+
+def test_acknowledgements_wait_for_the_watermark_and_are_never_collapsed():
+    ledger = CursorLedger()
+    ledger.add(UnitDone("npm", "p1", "a"), 1)
+    ledger.add(LeaseDone("7"), 1)
+    ledger.add(UnitDone("npm", "p1", "b"), 3)
+    assert ledger.ready(0) == []
+    assert ledger.ready(2) == [UnitDone("npm", "p1", "a"), LeaseDone("7")]
+    assert ledger.ready(3) == [UnitDone("npm", "p1", "b")]

@@ -1,0 +1,113 @@
+"""The shared state of a distributed crawl, on the machine's real Redis."""
+
+from __future__ import annotations
+
+import pickle
+
+import redis
+
+from crawler.distributed.coordinator import Coordinator, Keys
+from tests.conftest import REDIS_TEST_URL
+
+
+def coordinator(prefix: str, worker: str, timeout: float = 30.0) -> Coordinator:
+    return Coordinator(
+        redis.Redis.from_url(REDIS_TEST_URL), Keys.for_spider(prefix, "npm"), worker=worker, worker_timeout=timeout
+    )
+
+
+def push(c: Coordinator, data: bytes, priority: int = 0) -> None:
+    c.server.zadd(c.keys.queue, {data: -priority})  # as scrapy-redis's PriorityQueue does
+
+
+def test_pop_leases_in_priority_order(redis_prefix):
+    a = coordinator(redis_prefix, "a")
+    push(a, b"page", priority=-1)
+    push(a, b"pkg")
+    lease, data = a.pop()
+    assert data == b"pkg" and a.held() == 1
+    assert a.pop()[1] == b"page"
+    assert a.pop() is None
+    a.drop_leases([lease])
+    assert a.held() == 1
+
+
+def test_dead_workers_leases_go_back_to_the_queue(redis_prefix):
+    dead, alive = coordinator(redis_prefix, "dead", timeout=0.2), coordinator(redis_prefix, "alive")
+    dead.join("run-1")
+    alive.join("run-1")
+    push(dead, pickle.dumps("r1"))
+    push(dead, pickle.dumps("r2"), priority=-1)
+    dead.pop()
+    dead.pop()
+    assert alive.work_elsewhere()  # the dead worker holds leases
+    assert alive.reap_dead_workers() == 0  # not dead yet: its heartbeat is fresh
+    dead.server.delete(dead.keys.heartbeat("dead"))  # what 0.2 s of silence does
+    assert alive.reap_dead_workers() == 2
+    assert {alive.pop()[1], alive.pop()[1]} == {pickle.dumps("r1"), pickle.dumps("r2")}
+    # the requeued page kept its priority: served after the package
+    assert not alive.server.sismember(alive.keys.workers, "dead")
+
+
+def test_pages_release_in_order_across_workers(redis_prefix):
+    a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
+    assert a.open_page("p1", "100", "default", ["x", "y"])
+    assert a.open_page("p2", "200", "default", ["z"])
+    assert not b.units_done([("p2", "z")])  # p1 is still open
+    assert not a.units_done([("p1", "x"), ("p1", "x")])  # a duplicate acknowledgement changes nothing
+    assert b.units_done([("p1", "y")])
+    assert a.released_cursors() == {"default": "200"}
+    # a page re-opened after it completed (a re-queued feed page) is not registered again
+    assert not a.open_page("p1", "100", "default", ["x"])
+    assert a.release() == 0 and a.released_cursors() == {"default": "200"}
+
+
+def test_the_newest_released_cursor_wins_whoever_saves_last(redis_prefix):
+    a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
+    a.open_page("p1", "100", "default", ["x"])
+    a.open_page("p2", "200", "default", ["y"])
+    a.units_done([("p1", "x")])
+    b.units_done([("p2", "y")])
+    saved: list[tuple[str, str]] = []
+    b.save_released_cursors(lambda key, value: saved.append((key, value)))
+    a.save_released_cursors(lambda key, value: saved.append((key, value)))  # a released 100, saves 200
+    assert saved == [("default", "200"), ("default", "200")]
+
+
+def test_empty_page_waits_for_the_pages_before_it(redis_prefix):
+    a = coordinator(redis_prefix, "a")
+    a.open_page("full:300", "300", "full", ["x"])
+    a.open_page("full:", "", "full", [])
+    a.open_page("default:300", "300", "default", [])
+    assert a.release() == 0
+    a.units_done([("full:300", "x")])
+    assert a.released_cursors() == {"full": "", "default": "300"}
+
+
+def test_first_worker_founds_the_run_and_the_last_clears_it(redis_prefix):
+    a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
+    a.server.sadd(a.keys.dupefilter, "stale-fingerprint")  # left by an earlier run
+    assert a.join("run-a") == (True, "run-a")
+    assert not a.server.exists(a.keys.dupefilter)
+    assert b.join("run-b") == (False, "run-a")
+    assert a.work_elsewhere() and b.work_elsewhere()  # both still starting
+    a.started()
+    b.started()
+    assert not a.work_elsewhere() and not b.work_elsewhere()
+    a.server.sadd(a.keys.dupefilter, "fp")
+    a.leave()
+    assert a.server.exists(a.keys.dupefilter)  # b is still in the run
+    b.leave()
+    assert not a.server.exists(a.keys.dupefilter) and not a.server.exists(a.keys.run)
+
+
+def test_a_queue_left_by_killed_workers_is_resumed_not_cleared(redis_prefix):
+    old = coordinator(redis_prefix, "old", timeout=0.2)
+    old.join("run-old")
+    push(old, b"pkg")
+    old.pop()
+    old.server.delete(old.keys.heartbeat("old"))  # killed
+    new = coordinator(redis_prefix, "new")
+    founder, run = new.join("run-new")
+    assert (founder, run) == (False, "run-old")  # its leases went back to the queue: the run goes on
+    assert new.pop()[1] == b"pkg"

@@ -1,0 +1,122 @@
+"""Several workers share one crawl through the machine's real Redis and PostgreSQL (issue: distributed
+crawling). Every worker is a real ``scrapy crawl`` process; the registry is the loopback fake."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crawler.meta import MetaDB
+from tests.conftest import REDIS_TEST_URL, Workspace
+from tests.fakes.npm import FakeNpmRegistry
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = {
+    "NPM_CHANGES_PAGE_SIZE": "40",
+    "BATCH_MAX_RECORDS": "25",
+    "BATCH_IDLE_SECONDS": "0.3",
+    "RETRY_BACKOFF_BASE": "0.05",
+    "DISTRIBUTED_HEARTBEAT_SECONDS": "0.3",
+    "DISTRIBUTED_WORKER_TIMEOUT": "1.5",
+}
+
+
+def feed_end(fake: FakeNpmRegistry) -> tuple[set[str], str]:
+    """The packages of the fake's feed and its last seq."""
+    with urllib.request.urlopen(f"{fake.changes_url}?since=0&limit=10000") as response:
+        feed = json.load(response)
+    return {change["id"] for change in feed["results"]}, str(feed["last_seq"])
+
+
+def start_worker(workspace: Workspace, env: dict[str, str], *arguments: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "scrapy", "crawl", "npm"]
+    for argument in arguments:
+        args += ["-a", argument]
+    for name, value in SETTINGS.items():
+        args += ["-s", f"{name}={value}"]
+    log = open(workspace.path / f"worker-{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (closed by the OS at exit)
+    return subprocess.Popen(args, cwd=workspace.path, env={**workspace.env, **env}, stdout=log, stderr=log)
+
+
+def logs(workspace: Workspace) -> str:
+    return "\n".join(path.read_text()[-3000:] for path in sorted(Path(workspace.path).glob("worker-*.log")))
+
+
+@pytest.fixture
+def shared_env(redis_prefix: str, pg_url: str) -> dict[str, str]:
+    return {"REDIS_URL": REDIS_TEST_URL, "DISTRIBUTED_KEY_PREFIX": redis_prefix, "META_DB_URL": pg_url}
+
+
+def wait_all(workspace: Workspace, workers: list[subprocess.Popen], timeout: float = 150) -> list[int]:
+    deadline = time.monotonic() + timeout
+    codes = []
+    for worker in workers:
+        try:
+            codes.append(worker.wait(timeout=max(deadline - time.monotonic(), 1)))
+        except subprocess.TimeoutExpired:
+            for other in workers:
+                other.kill()
+            pytest.fail(f"workers did not finish in {timeout} s:\n{logs(workspace)}")
+    return codes
+
+
+def stored_names(workspace: Workspace, env: dict[str, str]) -> list[str]:
+    return [row["name"] for row in workspace.query("SELECT name FROM npm_package", **env)]
+
+
+def test_two_workers_split_a_full_sync_and_store_every_package_once(workspace, shared_env):
+    with FakeNpmRegistry(packages=400, seed=3, latency=0.003).serve() as fake:
+        env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
+        packages, last_seq = feed_end(fake)
+        workers = [start_worker(workspace, env, "mode=full") for _ in range(2)]
+        assert wait_all(workspace, workers) == [0, 0], logs(workspace)
+        fetched = {name: count for name, count in fake.requests.items() if name in packages}
+    names = stored_names(workspace, env)
+    assert sorted(names) == sorted(packages)  # every package, once after dedupe
+    assert set(fetched) == packages
+    with MetaDB.connect(shared_env["META_DB_URL"]) as meta:
+        runs = meta.last_runs("npm")
+        assert len(runs) == 2 and all(run["finish_reason"] == "finished" for run in runs)
+        # the work was shared: each worker stored a real part of it
+        assert all(run["items"] >= len(packages) // 5 for run in runs), [run["items"] for run in runs]
+        assert sum(run["items"] for run in runs) >= len(packages)
+        assert meta.get_cursor("npm") == last_seq  # the full sync handed over to incremental
+        assert not meta.get_cursor("npm", "full")
+
+
+def test_named_packages_given_to_both_workers_are_fetched_once(workspace, shared_env):
+    with FakeNpmRegistry(packages=200, seed=4, latency=0.003).serve() as fake:
+        env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url}
+        names = [name for name in fake.package_names() if not name.startswith("fault-")][:150]
+        (workspace.path / "names.txt").write_text("\n".join(names))
+        workers = [start_worker(workspace, env, "packages_file=names.txt") for _ in range(2)]
+        assert wait_all(workspace, workers) == [0, 0], logs(workspace)
+        assert {name: fake.requests[name] for name in names} == dict.fromkeys(names, 1)
+    assert sorted(stored_names(workspace, env)) == sorted(names)
+
+
+def test_killing_a_worker_mid_run_loses_nothing(workspace, shared_env):
+    with FakeNpmRegistry(packages=600, seed=5, latency=0.01).serve() as fake:
+        env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
+        packages, last_seq = feed_end(fake)
+        fake.reset_counters()
+        victim = start_worker(workspace, env, "mode=full")
+        survivor = start_worker(workspace, env, "mode=full")
+        deadline = time.monotonic() + 60
+        while fake.total_requests < 250 and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert victim.poll() is None, "the crawl ended before the kill: make it longer"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert wait_all(workspace, [survivor]) == [0], logs(workspace)
+    assert set(stored_names(workspace, env)) == packages
+    with MetaDB.connect(shared_env["META_DB_URL"]) as meta:
+        assert meta.get_cursor("npm") == last_seq
