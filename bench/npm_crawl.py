@@ -172,8 +172,11 @@ class Fake:
 
 
 @contextlib.contextmanager
-def fake_registry(packages: int, seed: int, workdir: Path, env: dict[str, str]) -> Iterator[Fake]:
-    """The loopback fake npm registry in its own process; terminated on exit, whatever happens."""
+def fake_registry(
+    packages: int, seed: int, workdir: Path, env: dict[str, str], extra: Sequence[str] = ()
+) -> Iterator[Fake]:
+    """The loopback fake npm registry in its own process (``extra``: more of its options); terminated on
+    exit, whatever happens."""
     cmd = [
         sys.executable,
         "-m",
@@ -188,6 +191,7 @@ def fake_registry(packages: int, seed: int, workdir: Path, env: dict[str, str]) 
         str(seed),
         "--size-profile",
         "realistic",
+        *extra,
     ]
     with (workdir / "fake.stderr.log").open("wb") as err:
         proc = subprocess.Popen(

@@ -78,6 +78,7 @@ DISTRIBUTED_KEY_PREFIX = _env("DISTRIBUTED_KEY_PREFIX", "crawler")
 DISTRIBUTED_HEARTBEAT_SECONDS = float(_env("DISTRIBUTED_HEARTBEAT_SECONDS", "5"))
 DISTRIBUTED_WORKER_TIMEOUT = float(_env("DISTRIBUTED_WORKER_TIMEOUT", "30"))
 DISTRIBUTED_POLL_SECONDS = float(_env("DISTRIBUTED_POLL_SECONDS", "0.1"))
+DISTRIBUTED_WAIT_SECONDS = float(_env("DISTRIBUTED_WAIT_SECONDS", "60"))
 
 # -- components ----------------------------------------------------------------------------------
 ADDONS = {

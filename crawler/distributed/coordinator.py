@@ -143,9 +143,13 @@ class Keys:
     def run(self) -> str:
         return f"{self.base}:run"
 
+    @property
+    def claims(self) -> str:
+        return f"{self.base}:claims"
+
     def run_keys(self) -> list[str]:
         """Keys that live as long as one distributed run (cleared when a new run starts)."""
-        return [self.dupefilter, self.pages, self.page_counter, self.done_pages, self.released, self.run]
+        return [self.dupefilter, self.pages, self.page_counter, self.done_pages, self.released, self.run, self.claims]
 
 
 def new_worker_id() -> str:
@@ -188,6 +192,10 @@ class Coordinator:
     def started(self) -> None:
         """This worker's ``start()`` is exhausted: all it adds from now on comes from leased work."""
         self.server.srem(self.keys.starting, self.worker)
+
+    def claim(self, task: str) -> bool:
+        """True for the first worker of the run to claim ``task`` (e.g. reading a feed from its cursor)."""
+        return bool(self.server.hsetnx(self.keys.claims, task, self.worker))
 
     def heartbeat(self) -> None:
         self.server.set(self.keys.heartbeat(self.worker), "1", px=int(self.worker_timeout * 1000))

@@ -7,6 +7,8 @@ scheduler); otherwise :class:`~scrapy.exceptions.NotConfigured`. Settings:
 * ``DISTRIBUTED_HEARTBEAT_SECONDS`` (5): how often a worker proves it is alive and looks for dead ones.
 * ``DISTRIBUTED_WORKER_TIMEOUT`` (30): a worker silent this long is dead; its leased requests go back
   to the queue.
+* ``DISTRIBUTED_WAIT_SECONDS`` (60): how long a worker that has found no work yet waits for some (a
+  ``mode=worker`` process started before the run it is meant to help).
 * ``DISTRIBUTED_POLL_SECONDS`` (0.1): how often a worker with free download slots looks at the shared
   queue. Scrapy only asks its scheduler again when its own downloads finish, or every 5 s; a worker
   that ran dry would otherwise sit idle while other workers fill the queue.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +42,10 @@ class Distributed:
         settings = crawler.settings
         self.heartbeat_seconds = settings.getfloat("DISTRIBUTED_HEARTBEAT_SECONDS", 5.0)
         self.poll_seconds = settings.getfloat("DISTRIBUTED_POLL_SECONDS", 0.1)
+        self.wait_seconds = settings.getfloat("DISTRIBUTED_WAIT_SECONDS", 60.0)
+        self._opened_at = time.monotonic()
+        #: set once this worker has taken work or seen another worker with some
+        self.seen_work = False
         #: True for the worker that started this distributed run (it reads the feed's first page)
         self.founder = False
         self.run_id: str | None = None
@@ -80,6 +87,7 @@ class Distributed:
             "started" if self.founder else "joined",
             self.run_id,
         )
+        self._opened_at = time.monotonic()
         self._start_loop(self.beat, self.heartbeat_seconds)
         self._start_loop(self.poll, self.poll_seconds)
 
@@ -113,7 +121,13 @@ class Distributed:
             raise DontCloseSpider  # this worker's last records are still being stored
         self.beat()
         if self.coordinator.work_elsewhere():
+            self.seen_work = True
             raise DontCloseSpider
+        stats = self.crawler.stats
+        assert stats is not None
+        self.seen_work = self.seen_work or bool(stats.get_value("scheduler/dequeued/redis"))
+        if not self.seen_work and time.monotonic() - self._opened_at < self.wait_seconds:
+            raise DontCloseSpider  # no run to help yet: wait for one to start
         orphans = self.coordinator.held()
         if orphans:
             # every request this worker ran has finished and been acknowledged: what is still leased

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
@@ -43,10 +44,28 @@ class StorePipeline:
         self.lost_receipt: int | None = None
         self._idle_loop: task.LoopingCall | None = None
         self._idle_loop_done: Deferred[Any] | None = None
+        self._spider_idle_flush: Deferred[Any] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StorePipeline:
-        return cls(crawler, crawler.get_extension(Services))
+        pipeline = cls(crawler, crawler.get_extension(Services))
+        crawler.signals.connect(pipeline.spider_idle, signal=signals.spider_idle)
+        return pipeline
+
+    def spider_idle(self) -> None:
+        """Nothing is being crawled: store what is batched and apply what the ledger holds now, rather
+        than after BATCH_IDLE_SECONDS. A distributed worker stays open while others work, and they may be
+        waiting for its acknowledgements."""
+        if (self.batcher.open or self.ledger) and self._spider_idle_flush is None:
+            self._spider_idle_flush = deferred_from_coro(self._flush_open())
+
+    async def _flush_open(self) -> None:
+        try:
+            for batch in self.batcher.take_all():
+                await self._flush(batch)
+            await self._save_ready_cursors()
+        finally:
+            self._spider_idle_flush = None
 
     def open_spider(self) -> None:
         self.writer = BatchWriter(self.services.store, self.services.config.parquet_compression)
@@ -134,6 +153,8 @@ class StorePipeline:
             # an idle flush may be half way: its cursor save must come before the last one, not after
             # the metadata thread has shut down
             await maybe_deferred_to_future(self._idle_loop_done)
+        if self._spider_idle_flush is not None:
+            await maybe_deferred_to_future(self._spider_idle_flush)
         for batch in self.batcher.take_all():
             await self._flush(batch)
         await self._save_ready_cursors()

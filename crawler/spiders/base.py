@@ -40,6 +40,8 @@ from crawler.policy import SourcePolicy
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
+#: the mode of a process that only takes work from a distributed crawl's shared queue
+WORKER_MODE = "worker"
 SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|credential", re.IGNORECASE)
 
 
@@ -85,13 +87,18 @@ class SourceSpider(scrapy.Spider):
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.arguments = {k: v for k, v in kwargs.items() if not k.startswith("_") and not SECRET_NAME.search(k)}
+        if getattr(spider, "mode", None) == WORKER_MODE and not crawler.settings.get("REDIS_URL"):
+            raise UsageError(f"{spider.name}: mode=worker joins a distributed crawl: set REDIS_URL")
         return spider
 
     def names_and_mode(
         self, packages: str | None, packages_file: str | None, mode: str | None, modes: tuple[str, ...]
     ) -> tuple[list[str], str]:
         """Package names from ``-a packages=a,b`` and/or ``-a packages_file=…`` (one per line), and the
-        mode: ``named`` when names are given, else ``mode`` (default ``incremental``), checked against ``modes``."""
+        mode: ``named`` when names are given, else ``mode`` (default ``incremental``), checked against ``modes``.
+
+        ``mode=worker`` is every spider's: join a distributed crawl (``REDIS_URL``) and take work from its
+        shared queue only."""
         names = [n.strip() for n in (packages or "").split(",") if n.strip()]
         if packages_file:
             names += [n.strip() for n in Path(packages_file).read_text().splitlines() if n.strip()]
@@ -99,8 +106,10 @@ class SourceSpider(scrapy.Spider):
             index, count = self.shard
             names = [n for n in dict.fromkeys(names) if zlib.crc32(n.encode()) % count == index]
         chosen = mode or ("named" if names or self.shard else "incremental")
+        if chosen == WORKER_MODE:
+            return [], chosen
         if chosen not in modes:
-            raise UsageError(f"{self.name}: unknown mode {chosen!r}; use one of {', '.join(modes)}")
+            raise UsageError(f"{self.name}: unknown mode {chosen!r}; use one of {', '.join((*modes, WORKER_MODE))}")
         if self.shard is not None and chosen != "named":
             raise UsageError(f"{self.name}: shard=i/n splits named packages; mode={chosen} reads one cursor")
         if chosen == "named" and not names and self.shard is None:

@@ -6,6 +6,8 @@ Arguments (``scrapy crawl npm -a …``):
 * ``mode=incremental``: follow the changes feed from the saved cursor (``-a since=SEQ`` overrides it).
 * ``mode=full``: every package, by replaying the feed from the start; resumable, and on completion it
   sets the incremental cursor.
+* ``mode=worker`` (with ``REDIS_URL``): take work from a distributed crawl started elsewhere. Workers of
+  a feed mode that did not start the run behave the same way (see :mod:`crawler.distributed`).
 
 Settings: ``NPM_REGISTRY_URL`` (default: the user's npm configuration), ``NPM_CHANGES_URL`` (the
 replication feed's ``_changes`` URL; required by the feed modes), ``NPM_CHANGES_PAGE_SIZE``,
@@ -31,7 +33,7 @@ from scrapy.http import Response
 
 from crawler.items.npm import NpmPackage
 from crawler.policy import SourcePolicy
-from crawler.spiders.base import SourceSpider
+from crawler.spiders.base import WORKER_MODE, SourceSpider
 
 MODES = ("named", "incremental", "full")
 FULL_CURSOR = "full"
@@ -61,7 +63,7 @@ class NpmSpider(SourceSpider):
         self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         self.since_arg = since
         # an incremental run may rightly find nothing new (see crawler/monitors)
-        self.monitor_min_items = 0 if self.mode == "incremental" else None
+        self.monitor_min_items = 0 if self.mode in ("incremental", WORKER_MODE) else None
         self._feed_pending = 0
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
         self._deferred_page: scrapy.Request | None = None
@@ -72,7 +74,7 @@ class NpmSpider(SourceSpider):
         settings = crawler.settings
         spider.registry_url = resolve_registry_url(settings.get("NPM_REGISTRY_URL"))
         spider.changes_url = settings.get("NPM_CHANGES_URL")
-        if spider.mode != "named" and not spider.changes_url:
+        if spider.mode in ("incremental", "full") and not spider.changes_url:
             raise UsageError(
                 f"npm: mode={spider.mode} follows the replication feed: set NPM_CHANGES_URL to its _changes URL"
             )
@@ -83,13 +85,15 @@ class NpmSpider(SourceSpider):
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
+        if self.mode == WORKER_MODE:
+            return
         if self.mode == "named":
             for name in dict.fromkeys(self.names):
                 await self.room_in_scheduler()
                 yield self.packument_request(name)
             return
-        if self.distributed is not None and not self.distributed.founder:
-            return  # the feed is read by the worker that started the run; this one takes from the queue
+        if self.distributed is not None and not self.distributed.coordinator.claim("feed"):
+            return  # another worker of this run reads the feed; this one takes from the shared queue
         since = self.since_arg
         if since is None:
             since = await self.services.in_meta_thread(self.services.meta.get_cursor, self.source, self.cursor_key)
@@ -97,18 +101,22 @@ class NpmSpider(SourceSpider):
 
     # -- the changes feed ---------------------------------------------------------------------
 
-    def changes_request(self, since: str) -> scrapy.Request:
+    def changes_request(self, since: str, mode: str | None = None, feed_url: str | None = None) -> scrapy.Request:
+        """A page of the feed at ``feed_url`` (default NPM_CHANGES_URL), read for ``mode`` (default this
+        run's). In a distributed crawl any worker may read the next page: the request carries both."""
         query = urlencode({"since": since, "limit": self.page_size})
         return scrapy.Request(
-            f"{self.changes_url}?{query}",
+            f"{feed_url or self.changes_url}?{query}",
             callback=self.parse_changes,
             errback=self.changes_failed,
-            cb_kwargs={"since": since},
+            cb_kwargs={"since": since, "mode": mode or self.mode},
             dont_filter=True,
             priority=-1,  # finish the packuments already queued before reading further
         )
 
-    def parse_changes(self, response: Response, since: str) -> Iterator[Any]:
+    def parse_changes(self, response: Response, since: str, mode: str | None = None) -> Iterator[Any]:
+        mode = mode or self.mode
+        feed_url = response.url.split("?", 1)[0]
         feed = self.parse_json(response)
         if not isinstance(feed, dict) or not isinstance(feed.get("results"), list):
             if feed is not None:
@@ -116,7 +124,7 @@ class NpmSpider(SourceSpider):
             raise CloseSpider("npm_changes_unreadable")
         last_seq = str(feed.get("last_seq", since))
         if seq_went_backwards(since, last_seq):
-            yield from self.seq_reset(since, last_seq, response)
+            yield from self.seq_reset(since, last_seq, response, mode)
             return
         self.crawler.stats.inc_value("npm/changes_pages")
         # what is left to do: the feed's own count after this page, plus the packuments not yet done
@@ -134,19 +142,20 @@ class NpmSpider(SourceSpider):
             if change.get("deleted"):
                 self.crawler.stats.inc_value("npm/deleted")
                 yield NpmPackage.tombstone(change["id"])
-        page, released = self.checkpoints.open(last_seq, [c["id"] for c in fetches])
+        cursor_key = FULL_CURSOR if mode == "full" else "default"
+        page, released = self.checkpoints.open(last_seq, [c["id"] for c in fetches], key=cursor_key)
         for change in fetches:
             revs = change.get("changes") or [{}]
             yield self.packument_request(change["id"], page=page, change_rev=(revs[-1] or {}).get("rev"))
         yield from released
         if (feed["results"] and int(feed.get("pending") or 0) > 0) or len(feed["results"]) >= self.page_size:
-            next_page = self.changes_request(last_seq)
+            next_page = self.changes_request(last_seq, mode, feed_url)
             # Back-pressure: read further only while fewer than two pages of packuments are queued.
             if self.checkpoints.outstanding > 2 * self.page_size:
                 self._deferred_page = next_page
             else:
                 yield next_page
-        elif self.mode == "full":
+        elif mode == "full":
             self.logger.info("npm: full sync reached the head of the feed at seq %s", last_seq)
             yield from self.full_sync_complete(last_seq)
 
@@ -156,7 +165,7 @@ class NpmSpider(SourceSpider):
         yield from self.checkpoints.open("", [], key=FULL_CURSOR)[1]
         yield from self.checkpoints.open(last_seq, [], key="default")[1]
 
-    def seq_reset(self, since: str, last_seq: str, response: Response) -> Iterator[Any]:
+    def seq_reset(self, since: str, last_seq: str, response: Response, mode: str) -> Iterator[Any]:
         self.crawler.stats.inc_value("npm/seq_resets")
         message = f"seq_reset: feed went back from {since} to {last_seq}"
         self.logger.error("npm: the changes feed's sequence went backwards (%s -> %s)", since, last_seq)
@@ -164,7 +173,7 @@ class NpmSpider(SourceSpider):
         if self.on_seq_reset == "fail":
             raise CloseSpider("npm_seq_reset")
         # Nothing is lost only if the new sequence is replayed from its start.
-        yield self.changes_request("0")
+        yield self.changes_request("0", mode, response.url.split("?", 1)[0])
 
     def changes_failed(self, failure: Any) -> Iterator[Any]:
         yield from self.errback(failure)

@@ -33,7 +33,7 @@ from scrapy.http import Response
 
 from crawler.items.pypi import PypiPackage, normalize_name
 from crawler.policy import SourcePolicy
-from crawler.spiders.base import SourceSpider
+from crawler.spiders.base import WORKER_MODE, SourceSpider
 
 MODES = ("named", "full", "incremental")
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -58,7 +58,7 @@ class PypiSpider(SourceSpider):
         super().__init__(**kwargs)
         self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
         # an incremental run may rightly find nothing new (see crawler/monitors)
-        self.monitor_min_items = 0 if self.mode == "incremental" else None
+        self.monitor_min_items = 0 if self.mode in ("incremental", WORKER_MODE) else None
         self.cursor_key = FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None
@@ -71,12 +71,14 @@ class PypiSpider(SourceSpider):
         spider.json_url = base + "pypi/{}/json"
         spider.json_api = crawler.settings.get("PYPI_JSON_API", "auto")
         spider.page_size = crawler.settings.getint("PYPI_PAGE_SIZE", 1000)
-        if crawler.settings.get("REDIS_URL") and spider.mode != "named":
+        if crawler.settings.get("REDIS_URL") and spider.mode not in ("named", WORKER_MODE):
             # the index listing opens its pages as its own work completes, which one process must see
             raise UsageError("pypi: a distributed crawl (REDIS_URL) takes named projects: -a packages_file=…")
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
+        if self.mode == WORKER_MODE:
+            return
         if self.mode == "named":
             for name in dict.fromkeys(self.names):
                 await self.room_in_scheduler()

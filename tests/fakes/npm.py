@@ -507,7 +507,9 @@ class FakeNpmRegistry:
 
     Knobs readable and settable while serving (plain attributes: a read is atomic):
     ``rate_limit_every`` (every Nth request of any kind gets 429 + Retry-After), ``rate_limit_retry_after``,
-    ``latency`` (seconds added to every response), ``slow_delay`` (the delay of ``fault-slow``).
+    ``latency`` (seconds added to every response), ``latency_tail`` (the fraction of requests, every
+    1/fraction-th, that wait ten times ``latency``: a long tail), ``slow_delay`` (the delay of
+    ``fault-slow``).
     Request log: ``requests`` (Counter of package names, ``"_changes"`` or other raw paths) and
     ``total_requests``.
     """
@@ -524,6 +526,7 @@ class FakeNpmRegistry:
         slow_delay: float = 2.0,
         rate_limit_every: int | None = None,
         latency: float = 0.0,
+        latency_tail: float = 0.0,
     ) -> None:
         if packages < 0:
             raise ValueError("packages must be >= 0")
@@ -535,6 +538,7 @@ class FakeNpmRegistry:
         self.rate_limit_every = rate_limit_every
         self.rate_limit_retry_after = 1
         self.latency = latency
+        self.latency_tail = latency_tail
 
         self.requests: collections.Counter[str] = collections.Counter()
         self.total_requests = 0
@@ -852,7 +856,8 @@ class FakeNpmRegistry:
         if every and count % every == 0:
             return _too_many(self.rate_limit_retry_after)
         if self.latency > 0:
-            await asyncio.sleep(self.latency)
+            tail = self.latency_tail > 0 and count % max(round(1 / self.latency_tail), 1) == 0
+            await asyncio.sleep(self.latency * (10 if tail else 1))
         return None
 
     async def _handle_db_info(self, request: web.Request) -> web.Response:
@@ -1021,6 +1026,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--slow-delay", type=float, default=2.0)
     parser.add_argument("--rate-limit-every", type=int, default=None)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--latency-tail", type=float, default=0.0, help="fraction of requests 10x slower")
     parser.add_argument("--lazy", action="store_true", help="build templates on first use instead of before listening")
     args = parser.parse_args(argv)
     fake = FakeNpmRegistry(
@@ -1032,6 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         slow_delay=args.slow_delay,
         rate_limit_every=args.rate_limit_every,
         latency=args.latency,
+        latency_tail=args.latency_tail,
     )
     if not args.lazy:  # < 0.5 s, and keeps template builds out of a benchmark's timings
         fake.prebuild()
