@@ -129,6 +129,8 @@ def stock_redis(args: argparse.Namespace, registry_url: str, names: Path, workdi
         "-s",
         f"CONCURRENT_REQUESTS={CONCURRENCY}",
         "-s",
+        f"CONCURRENT_REQUESTS_PER_DOMAIN={CONCURRENCY}",  # as the npm policy: the same concurrency everywhere
+        "-s",
         "MAX_IDLE_TIME_BEFORE_CLOSE=1",
         "-s",
         "LOG_LEVEL=INFO",
