@@ -223,6 +223,12 @@ class _Backend:
         raise NotImplementedError
         yield  # pragma: no cover
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A transaction that holds the cross-process lock ``name`` (default: the database's write lock)."""
+        with self.transaction():
+            yield
+
     def apply_schema(self, script: str) -> None:
         raise NotImplementedError
 
@@ -321,6 +327,12 @@ class _PostgresBackend(_Backend):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.conn.transaction():
+            yield
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
             yield
 
     def apply_schema(self, script: str) -> None:
@@ -431,6 +443,14 @@ class MetaDB:
     def _transaction(self) -> Iterator[_Backend]:
         with self._lock, self._b.transaction():
             yield self._b
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` across processes and hosts (PostgreSQL advisory lock; SQLite's write
+        lock) for a read-then-write that must not interleave with another worker's, such as rewriting a
+        catalog from the partition table."""
+        with self._lock, self._b.exclusive(name):
+            yield
 
     # ------------------------------------------------------------------ runs
 

@@ -51,7 +51,14 @@ class PartitionIndex:
             self.write_catalog(namespace)
 
     def write_catalog(self, namespace: str) -> dict[str, Any]:
-        """Rewrite ``<namespace>/_metadata/catalog.json`` from the partition table (its source of truth)."""
+        """Rewrite ``<namespace>/_metadata/catalog.json`` from the partition table (its source of truth).
+
+        Under the metadata DB's lock: a worker that reads the table later also writes later, so the catalog
+        left behind by concurrent workers (distributed crawls, shards) lists every partition."""
+        with self.meta.exclusive(f"catalog:{namespace}"):
+            return self._write_catalog(namespace)
+
+    def _write_catalog(self, namespace: str) -> dict[str, Any]:
         rows = self.meta.partitions(namespace)
         record_type = Record.registry[namespace]
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})

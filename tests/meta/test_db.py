@@ -600,3 +600,29 @@ def test_concurrent_writes_from_processes(db_url: str) -> None:
             assert reader.count_failed(f"p{p}", run_id=f"p{p}") == n
             assert len(reader.cursors(f"p{p}")) == n
             assert reader.get_cursor(f"p{p}", f"k{n - 1}") == str(n - 1)
+
+
+def test_exclusive_lock_holds_off_another_connection(db_url: str) -> None:
+    """Two connections (as two workers would have): the second waits until the first releases the lock."""
+    import time
+
+    first, second = MetaDB.connect(db_url), MetaDB.connect(db_url)
+    events: list[str] = []
+    holding = threading.Event()
+
+    def hold() -> None:
+        with first.exclusive("catalog:npm"):
+            holding.set()
+            events.append("first in")
+            time.sleep(0.4)
+            events.append("first out")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(10)
+    with second.exclusive("catalog:npm"):
+        events.append("second in")
+    thread.join()
+    assert events == ["first in", "first out", "second in"]
+    first.close()
+    second.close()
