@@ -20,14 +20,15 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class UnitDone:
-    """Distributed crawls: unit ``unit`` (a package) of feed page ``page`` is done.
+    """Unit ``unit`` (a package) of page ``page`` (e.g. of a feed) is yielded, records first.
 
-    Like a :class:`Checkpoint`, it takes effect only once every record yielded before it is stored;
-    then the page's shared state in Redis is updated (:mod:`crawler.distributed`).
+    In one process the store pipeline completes the page's unit on arrival (checkpoints released then
+    follow the unit's records); in a distributed crawl it takes effect once the records before it are
+    stored, in Redis (:mod:`crawler.distributed`).
     """
 
     source: str
-    page: str
+    page: int | str
     unit: str
 
 

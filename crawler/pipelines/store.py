@@ -77,6 +77,11 @@ class StorePipeline:
         )
 
     async def process_item(self, item: Any) -> Any:
+        if isinstance(item, UnitDone) and self.distributed is None:
+            # the unit's records arrived before it: checkpoints it releases come after them
+            for checkpoint in self.crawler.spider.checkpoints.complete(item.page):
+                self.ledger.add(checkpoint, self.receipt)
+            raise DropItem(f"control item {item}", log_level="DEBUG")
         if isinstance(item, Checkpoint | UnitDone | LeaseDone):
             self.ledger.add(item, self.receipt)
             # Applied later, after the data before it; not a scraped item.

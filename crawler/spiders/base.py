@@ -220,34 +220,43 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 class OrderedCheckpoints:
     """Release cursor checkpoints in order, each once every unit of work opened before it is done.
 
-    A spider opens a *page* (e.g. one page of a changes feed) with the number of requests it spawned
-    and the cursor value reached after it; each finished request calls :meth:`done`. A page's
-    checkpoint is released when its own work and that of every earlier page is done, so the cursor
-    never passes a record that has not been yielded yet.
+    A spider opens a *page* (e.g. one page of a changes feed) with its units of work (the requests it
+    spawned) and the cursor value reached after it. When a unit's work is yielded, :meth:`done` gives the
+    :class:`~crawler.items.control.UnitDone` to yield after it; the store pipeline calls :meth:`complete`
+    when that item reaches it — after the unit's records, which then have their place in the store's
+    arrival order. A page's checkpoint is released when its own units and those of every earlier page are
+    complete, so the cursor never passes a record the store has not received. (The spider cannot release
+    checkpoints itself: Scrapy pulls a callback's output ahead of processing it, so a checkpoint released
+    in one callback can reach the store before the records of another.)
     """
 
     def __init__(self, source: str, key: str = "default") -> None:
         self.source = source
         self.key = key
-        self._pages: dict[int, list[Any]] = {}  # page id -> [remaining units, cursor value, cursor key]
+        self._pages: dict[int, list[Any]] = {}  # page id -> [units not complete, cursor value, cursor key]
         self._next_id = 0
         self._head = 0  # the oldest page not yet released
+        #: units opened and not yet done in the spider (for the spider's back-pressure)
         self.outstanding = 0
 
     def open(self, value: str, units: Sequence[str], key: str | None = None) -> tuple[int, list[Checkpoint]]:
         """Register a page and its units of work (e.g. package names); returns its id and any
-        checkpoints released at once (a page with no work)."""
+        checkpoints released at once (a page with no work, once every earlier page is complete)."""
         page = self._next_id
         self._next_id += 1
         self._pages[page] = [len(units), value, key or self.key]
         self.outstanding += len(units)
         return page, self._release()
 
-    def done(self, page: int, unit: str) -> list[Checkpoint]:
-        """One unit of ``page`` finished; returns the checkpoints that are now safe to emit."""
+    def done(self, page: int, unit: str) -> list[UnitDone]:
+        """One unit of ``page`` was yielded; returns the item to yield after its records."""
+        self.outstanding -= 1
+        return [UnitDone(self.source, page, unit)]
+
+    def complete(self, page: int) -> list[Checkpoint]:
+        """The store received a unit of ``page``; returns the checkpoints that are now safe to queue."""
         entry = self._pages[page]
         entry[0] -= 1
-        self.outstanding -= 1
         return self._release() if entry[0] == 0 else []
 
     def _release(self) -> list[Checkpoint]:

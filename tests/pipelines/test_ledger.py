@@ -27,11 +27,13 @@ def test_pages_release_in_order_only():
     assert released == []
     second, released = checkpoints.open("200", ["c"])
     assert checkpoints.outstanding == 3
-    # the later page finishes first: nothing may be released yet
-    assert checkpoints.done(second, "c") == []
-    assert checkpoints.done(first, "a") == []
-    assert checkpoints.done(first, "b") == [Checkpoint("npm", "200")]
-    assert checkpoints.outstanding == 0
+    # the spider yields a unit-done item after each unit's records; back-pressure counts at once
+    assert checkpoints.done(second, "c") == [UnitDone("npm", second, "c")]
+    assert checkpoints.outstanding == 2
+    # the store completes units as their items arrive: the later page first releases nothing
+    assert checkpoints.complete(second) == []
+    assert checkpoints.complete(first) == []
+    assert checkpoints.complete(first) == [Checkpoint("npm", "200")]
 
 
 def test_an_empty_page_is_released_at_once_unless_blocked():
@@ -39,7 +41,7 @@ def test_an_empty_page_is_released_at_once_unless_blocked():
     assert checkpoints.open("5", [])[1] == [Checkpoint("npm", "5")]
     busy, _ = checkpoints.open("6", ["x"])
     assert checkpoints.open("7", [])[1] == []
-    assert checkpoints.done(busy, "x") == [Checkpoint("npm", "7")]
+    assert checkpoints.complete(busy) == [Checkpoint("npm", "7")]
 
 
 def test_acknowledgements_wait_for_the_watermark_and_are_never_collapsed():
