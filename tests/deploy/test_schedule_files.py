@@ -340,3 +340,14 @@ def test_schedule_script_is_executable_bash() -> None:
     if shellcheck:
         result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout
+
+
+def test_systemd_worker_template_joins_a_distributed_crawl() -> None:
+    service = unit("ingestion-worker@.service")["Service"]
+    assert service["EnvironmentFile"] == ENV_FILE
+    assert service["Restart"] == "always"  # it exits after each run: the host helps the next one too
+    command = shlex.split(service["ExecStart"])
+    assert command[0] == f"{service['WorkingDirectory']}/.venv/bin/scrapy"
+    assert command[1:] == ["crawl", "%i", "-a", "mode=worker"]
+    for spider in ("npm", "pypi"):  # the instances the README names: their constructors take mode=worker
+        check_spider_invocation(spider, {"mode": "worker"})
