@@ -24,7 +24,6 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -41,8 +40,10 @@ redis.call('HSET', KEYS[2], lease, head[2] .. ' ' .. head[1])
 return {lease, head[1]}
 """
 
-# Give a dead worker's leased requests back to the queue. KEYS: queue, leases hash, workers set.
+# Give a worker's leased requests back to the queue, unless it is alive (ARGV[2] = "if-dead").
+# KEYS: queue, leases hash, workers set, heartbeat, starting set; ARGV: worker, mode.
 _REQUEUE = """
+if ARGV[2] == 'if-dead' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local leases = redis.call('HVALS', KEYS[2])
 for _, lease in ipairs(leases) do
   local space = string.find(lease, ' ', 1, true)
@@ -50,13 +51,22 @@ for _, lease in ipairs(leases) do
 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
 return #leases
 """
 
-# Open a page: KEYS pages zset, page order counter, done set; ARGV page, value, key, units...
+# A heartbeat also (re)registers the worker: one that was taken for dead rejoins the run.
+# KEYS: heartbeat, workers set; ARGV: worker, ttl ms.
+_HEARTBEAT = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+"""
+
+# Open a page: KEYS pages zset, page order counter, done set, page ids; ARGV page, value, key, base, units...
 _OPEN_PAGE = """
 local base = ARGV[4]
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
+redis.call('SADD', KEYS[4], ARGV[1])
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
   redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
 end
@@ -147,9 +157,29 @@ class Keys:
     def claims(self) -> str:
         return f"{self.base}:claims"
 
+    @property
+    def page_ids(self) -> str:
+        """Every page opened in the run (their ``page:`` and ``units:`` keys go with the run)."""
+        return f"{self.base}:page-ids"
+
+    def page(self, page: str) -> str:
+        return f"{self.base}:page:{page}"
+
+    def units(self, page: str) -> str:
+        return f"{self.base}:units:{page}"
+
     def run_keys(self) -> list[str]:
         """Keys that live as long as one distributed run (cleared when a new run starts)."""
-        return [self.dupefilter, self.pages, self.page_counter, self.done_pages, self.released, self.run, self.claims]
+        return [
+            self.dupefilter,
+            self.pages,
+            self.page_counter,
+            self.done_pages,
+            self.released,
+            self.run,
+            self.claims,
+            self.page_ids,
+        ]
 
 
 def new_worker_id() -> str:
@@ -169,6 +199,7 @@ class Coordinator:
         self._pop = server.register_script(_POP_AND_LEASE)
         self._requeue = server.register_script(_REQUEUE)
         self._open_page = server.register_script(_OPEN_PAGE)
+        self._heartbeat = server.register_script(_HEARTBEAT)
         self._release = server.register_script(_RELEASE)
 
     # -- workers -------------------------------------------------------------------------------
@@ -181,10 +212,9 @@ class Coordinator:
             live = self.server.scard(self.keys.workers)
             founder = live == 0 and self.server.zcard(self.keys.queue) == 0
             if founder:
-                self.server.delete(*self.keys.run_keys())
+                self._clear_run()
                 self.server.set(self.keys.run, run_id)
             self.heartbeat()
-            self.server.sadd(self.keys.workers, self.worker)
             self.server.sadd(self.keys.starting, self.worker)
             shared_run = self.server.get(self.keys.run)
         return founder, shared_run.decode() if shared_run else run_id
@@ -198,33 +228,58 @@ class Coordinator:
         return bool(self.server.hsetnx(self.keys.claims, task, self.worker))
 
     def heartbeat(self) -> None:
-        self.server.set(self.keys.heartbeat(self.worker), "1", px=int(self.worker_timeout * 1000))
+        self._heartbeat(
+            keys=[self.keys.heartbeat(self.worker), self.keys.workers],
+            args=[self.worker, int(self.worker_timeout * 1000)],
+        )
 
-    def leave(self) -> int:
-        """Deregister; returns how many leases this worker still held (dropped: their work is done or
-        was handed back to the queue by a retry). The last worker out clears the run's state."""
+    def leave(self, *, requeue: bool) -> int:
+        """Deregister; returns how many leases this worker still held. With ``requeue`` (the worker did
+        not finish cleanly) they go back to the queue; otherwise they are orphans (requests replaced by a
+        retry, or whose callback raised) and are dropped. The last worker out clears the run's state."""
         with self.server.lock(f"{self.keys.base}:join-lock", timeout=30, blocking_timeout=30):
-            left = self.server.hlen(self.keys.leases(self.worker))
+            held = self.held()
+            if requeue:
+                self._requeue_leases(self.worker, if_dead=False)
             pipe = self.server.pipeline()
             pipe.delete(self.keys.leases(self.worker), self.keys.heartbeat(self.worker))
             pipe.srem(self.keys.workers, self.worker)
             pipe.srem(self.keys.starting, self.worker)
             pipe.execute()
             if self.server.scard(self.keys.workers) == 0 and self.server.zcard(self.keys.queue) == 0:
-                self.server.delete(*self.keys.run_keys())
-        return left
+                self._clear_run()
+        return held
+
+    def _clear_run(self) -> None:
+        pages = [raw.decode() for raw in self.server.smembers(self.keys.page_ids)]
+        keys = [*self.keys.run_keys(), *(self.keys.page(p) for p in pages), *(self.keys.units(p) for p in pages)]
+        for start in range(0, len(keys), 1000):
+            self.server.delete(*keys[start : start + 1000])
+
+    def _requeue_leases(self, worker: str, *, if_dead: bool) -> int:
+        return int(
+            self._requeue(
+                keys=[
+                    self.keys.queue,
+                    self.keys.leases(worker),
+                    self.keys.workers,
+                    self.keys.heartbeat(worker),
+                    self.keys.starting,
+                ],
+                args=[worker, "if-dead" if if_dead else "always"],
+            )
+        )
 
     def reap_dead_workers(self) -> int:
         """Put the leased requests of workers whose heartbeat expired back in the queue."""
         requeued = 0
         for raw in self.server.smembers(self.keys.workers):
             worker = raw.decode()
-            if worker == self.worker or self.server.exists(self.keys.heartbeat(worker)):
+            if worker == self.worker:
                 continue
-            count = int(
-                self._requeue(keys=[self.keys.queue, self.keys.leases(worker), self.keys.workers], args=[worker])
-            )
-            self.server.srem(self.keys.starting, worker)
+            count = self._requeue_leases(worker, if_dead=True)  # checks the heartbeat in the same step
+            if count < 0:
+                continue  # alive
             if count:
                 logger.warning("worker %s stopped heart-beating: %d leased requests re-queued", worker, count)
             requeued += count
@@ -264,7 +319,7 @@ class Coordinator:
     def open_page(self, page: str, value: str, key: str, units: Sequence[str]) -> bool:
         """Register a page of work; False if it was already completed in this run."""
         opened = self._open_page(
-            keys=[self.keys.pages, self.keys.page_counter, self.keys.done_pages],
+            keys=[self.keys.pages, self.keys.page_counter, self.keys.done_pages, self.keys.page_ids],
             args=[page, value, key, self.keys.base, *units],
         )
         return bool(opened)
@@ -273,7 +328,7 @@ class Coordinator:
         """Mark (page, unit) pairs stored; True if a cursor value was released."""
         pipe = self.server.pipeline(transaction=False)
         for page, unit in units:
-            pipe.srem(f"{self.keys.base}:units:{page}", unit)
+            pipe.srem(self.keys.units(page), unit)
         pipe.execute()
         return bool(self.release())
 
@@ -283,13 +338,6 @@ class Coordinator:
         )
 
     def released_cursors(self) -> dict[str, str]:
+        """The newest released value of each cursor key. Read it and save it under the metadata DB's
+        lock: whichever worker saves last then saves the newest values, so the cursor never moves back."""
         return {k.decode(): v.decode() for k, v in self.server.hgetall(self.keys.released).items()}
-
-    def save_released_cursors(self, save: Any) -> dict[str, str]:
-        """Call ``save(key, value)`` for the newest released value of each cursor key, under a lock:
-        whichever worker saves last saves the newest values, so the cursor never moves back."""
-        with self.server.lock(f"{self.keys.base}:cursor-lock", timeout=60, blocking_timeout=60):
-            cursors = self.released_cursors()
-            for key, value in cursors.items():
-                save(key, value)
-        return cursors

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider, NotConfigured
@@ -33,6 +34,7 @@ from crawler.extensions.services import Services
 from crawler.items.control import LeaseDone, UnitDone
 
 logger = logging.getLogger(__name__)
+IDLE_CHECK_SECONDS = 0.5
 
 
 class Distributed:
@@ -52,6 +54,8 @@ class Distributed:
         #: lease acknowledgements yielded but not yet applied (their records are not stored yet)
         self.pending_acks = 0
         self._acks_lock = threading.Lock()  # acknowledged on the metadata thread
+        self.ack_failures = 0
+        self._last_idle_check = 0.0
         self._loops: list[task.LoopingCall] = []
 
     @classmethod
@@ -99,13 +103,18 @@ class Distributed:
         self._loops.append(loop)
 
     def beat(self) -> None:
-        self.coordinator.heartbeat()
-        requeued = self.coordinator.reap_dead_workers()
+        """Prove this worker alive (re-registering it if it was taken for dead) and reap dead ones."""
+        try:
+            self.coordinator.heartbeat()
+            requeued = self.coordinator.reap_dead_workers()
+        except redis.RedisError as exc:  # a blip must not end the heartbeats: the next beat retries
+            logger.warning("distributed heartbeat failed: %s", exc)
+            return
         if requeued:
             self.crawler.stats.inc_value("distributed/requeued", requeued)
 
     def poll(self) -> None:
-        """Wake the engine when the shared queue has work and this worker has free slots."""
+        """Wake the engine when this worker has free slots: the shared queue may have work for it."""
         engine = self.crawler.engine
         slot = getattr(engine, "_slot", None)
         if engine is None or slot is None or engine.needs_backout():
@@ -116,9 +125,28 @@ class Distributed:
 
     def spider_idle(self) -> None:
         """Stay open while other workers may still add work or die holding it."""
-        self.coordinator.started()  # idle means start() is exhausted
-        if self.pending_acks:
+        if self.pending_acks and not self.store_failed:
             raise DontCloseSpider  # this worker's last records are still being stored
+        now = time.monotonic()
+        if now - self._last_idle_check < IDLE_CHECK_SECONDS:
+            raise DontCloseSpider  # the poll wakes the engine ten times a second: ask Redis less often
+        self._last_idle_check = now
+        try:
+            self._check_idle(now)
+        except redis.RedisError as exc:
+            logger.warning("distributed idle check failed: %s", exc)
+            raise DontCloseSpider from exc
+
+    def _check_idle(self, now: float) -> None:
+        self.coordinator.started()  # idle means start() is exhausted
+        if not self.pending_acks:
+            # nothing of this worker is in flight or waiting to be stored: a lease it still holds belongs
+            # to a request replaced by a retry or whose callback raised. Drop them first, or two idle
+            # workers holding such leases would each wait for the other.
+            orphans = self.coordinator.held()
+            if orphans:
+                logger.info("dropping %d leases of requests that ended without output", orphans)
+                self.coordinator.server.delete(self.coordinator.keys.leases(self.coordinator.worker))
         self.beat()
         if self.coordinator.work_elsewhere():
             self.seen_work = True
@@ -126,22 +154,25 @@ class Distributed:
         stats = self.crawler.stats
         assert stats is not None
         self.seen_work = self.seen_work or bool(stats.get_value("scheduler/dequeued/redis"))
-        if not self.seen_work and time.monotonic() - self._opened_at < self.wait_seconds:
+        if not self.seen_work and now - self._opened_at < self.wait_seconds:
             raise DontCloseSpider  # no run to help yet: wait for one to start
-        orphans = self.coordinator.held()
-        if orphans:
-            # every request this worker ran has finished and been acknowledged: what is still leased
-            # was replaced (a retry) or ended in an exception; its work is no longer pending
-            logger.info("dropping %d leases of requests that ended without output", orphans)
-            self.coordinator.server.delete(self.coordinator.keys.leases(self.coordinator.worker))
 
-    def spider_closed(self) -> None:
+    @property
+    def store_failed(self) -> bool:
+        """A batch or an acknowledgement failed: what this worker still holds must go back to the queue."""
+        stats = self.crawler.stats
+        return self.ack_failures > 0 or bool(stats and stats.get_value("store/batch_failures"))
+
+    def spider_closed(self, reason: str) -> None:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        left = self.coordinator.leave()
+        # after a clean finish every lease left is an orphan; otherwise (shutdown, a failed batch) the
+        # leased requests may not be stored: another worker, or the next run, fetches them again
+        requeue = reason != "finished" or bool(self.pending_acks) or self.store_failed
+        left = self.coordinator.leave(requeue=requeue)
         if left:
-            logger.info("left the distributed run holding %d leases", left)
+            logger.info("left the distributed run holding %d leases (%s)", left, "re-queued" if requeue else "dropped")
 
     # -- used by spiders and the store pipeline ------------------------------------------------------
 
@@ -156,18 +187,28 @@ class Distributed:
 
     def acknowledge(self, items: Sequence[UnitDone | LeaseDone]) -> None:
         """Apply acknowledgements whose records are stored (on the metadata thread): mark page units
-        done, save any cursor that moved, then drop the leases."""
-        units = [(item.page, item.unit) for item in items if isinstance(item, UnitDone)]
-        if units and self.coordinator.units_done(units):
-            services = self.crawler.get_extension(Services)
-            assert services is not None
-            source = next(item.source for item in items if isinstance(item, UnitDone))
-            saved = self.coordinator.save_released_cursors(
-                lambda key, value: services.meta.save_cursor(source, value, key=key, run_id=services.run_id)
-            )
-            for key, value in saved.items():
-                self.crawler.stats.set_value(f"cursor/{source}/{key}", value)
+        done, save any cursor that moved, then drop the leases. If this fails, the leases stay held and
+        go back to the queue when the worker leaves."""
         leases = [item.lease for item in items if isinstance(item, LeaseDone)]
-        self.coordinator.drop_leases(leases)
-        with self._acks_lock:
-            self.pending_acks -= len(leases)
+        try:
+            units = [(item.page, item.unit) for item in items if isinstance(item, UnitDone)]
+            if units and self.coordinator.units_done(units):
+                source = next(item.source for item in items if isinstance(item, UnitDone))
+                self._save_released_cursors(source)
+            self.coordinator.drop_leases(leases)
+        except Exception:
+            self.ack_failures += 1
+            raise
+        finally:
+            with self._acks_lock:
+                self.pending_acks -= len(leases)
+
+    def _save_released_cursors(self, source: str) -> None:
+        services = self.crawler.get_extension(Services)
+        assert services is not None
+        # under the metadata DB's lock (a PostgreSQL advisory lock): the worker that saves last read the
+        # released values last, so the saved cursor never moves back
+        with services.meta.exclusive(f"cursor:{source}"):
+            for key, value in self.coordinator.released_cursors().items():
+                services.meta.save_cursor(source, value, key=key, run_id=services.run_id)
+                self.crawler.stats.set_value(f"cursor/{source}/{key}", value)

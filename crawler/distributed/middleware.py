@@ -15,8 +15,10 @@ from crawler.distributed.extension import Distributed
 class LeaseAckMiddleware:
     """Appends a :class:`~crawler.items.control.LeaseDone` to each callback's output.
 
-    Errback output does not pass through spider middlewares: :meth:`SourceSpider.errback` acknowledges
-    its own. A callback that raises leaves its lease to the worker's idle clean-up.
+    Errback output of a download error does not pass through spider middlewares:
+    :meth:`SourceSpider.errback` acknowledges its own (an errback run inside the middleware chain, for an
+    HTTP error status, is acknowledged twice: harmless). A callback that raises leaves its lease to the
+    worker's idle clean-up.
     """
 
     def __init__(self, distributed: Distributed) -> None:

@@ -40,6 +40,8 @@ from crawler.policy import SourcePolicy
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
+#: the unit of a page that stands for reading the page itself (what it yields besides its requests)
+PAGE_READING = ""
 #: the mode of a process that only takes work from a distributed crawl's shared queue
 WORKER_MODE = "worker"
 SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|credential", re.IGNORECASE)

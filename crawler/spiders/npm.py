@@ -33,7 +33,7 @@ from scrapy.http import Response
 
 from crawler.items.npm import NpmPackage
 from crawler.policy import SourcePolicy
-from crawler.spiders.base import WORKER_MODE, SourceSpider
+from crawler.spiders.base import PAGE_READING, WORKER_MODE, SourceSpider
 
 MODES = ("named", "incremental", "full")
 FULL_CURSOR = "full"
@@ -143,11 +143,13 @@ class NpmSpider(SourceSpider):
                 self.crawler.stats.inc_value("npm/deleted")
                 yield NpmPackage.tombstone(change["id"])
         cursor_key = FULL_CURSOR if mode == "full" else "default"
-        page, released = self.checkpoints.open(last_seq, [c["id"] for c in fetches], key=cursor_key)
+        # the page's own reading is a unit too: done after its tombstones and requests are yielded, so
+        # that in a distributed crawl no other worker can release the page before they are stored
+        units = [*(c["id"] for c in fetches), PAGE_READING]
+        page, _ = self.checkpoints.open(last_seq, units, key=cursor_key)
         for change in fetches:
             revs = change.get("changes") or [{}]
             yield self.packument_request(change["id"], page=page, change_rev=(revs[-1] or {}).get("rev"))
-        yield from released
         if (feed["results"] and int(feed.get("pending") or 0) > 0) or len(feed["results"]) >= self.page_size:
             next_page = self.changes_request(last_seq, mode, feed_url)
             # Back-pressure: read further only while fewer than two pages of packuments are queued.
@@ -158,6 +160,7 @@ class NpmSpider(SourceSpider):
         elif mode == "full":
             self.logger.info("npm: full sync reached the head of the feed at seq %s", last_seq)
             yield from self.full_sync_complete(last_seq)
+        yield from self.checkpoints.done(page, PAGE_READING)
 
     def full_sync_complete(self, last_seq: str) -> Iterator[Any]:
         # Once every packument before it is stored, the incremental cursor may start here and the

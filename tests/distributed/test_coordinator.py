@@ -62,16 +62,40 @@ def test_pages_release_in_order_across_workers(redis_prefix):
     assert a.release() == 0 and a.released_cursors() == {"default": "200"}
 
 
-def test_the_newest_released_cursor_wins_whoever_saves_last(redis_prefix):
+def test_the_newest_released_cursor_is_kept_whoever_released_it(redis_prefix):
     a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
     a.open_page("p1", "100", "default", ["x"])
     a.open_page("p2", "200", "default", ["y"])
+    b.units_done([("p2", "y")])  # the later page first: nothing released
+    assert a.released_cursors() == {}
     a.units_done([("p1", "x")])
-    b.units_done([("p2", "y")])
-    saved: list[tuple[str, str]] = []
-    b.save_released_cursors(lambda key, value: saved.append((key, value)))
-    a.save_released_cursors(lambda key, value: saved.append((key, value)))  # a released 100, saves 200
-    assert saved == [("default", "200"), ("default", "200")]
+    assert b.released_cursors() == {"default": "200"}
+
+
+def test_a_worker_taken_for_dead_rejoins_with_its_next_heartbeat(redis_prefix):
+    slow, other = coordinator(redis_prefix, "slow", timeout=0.2), coordinator(redis_prefix, "other")
+    slow.join("run")
+    other.join("run")
+    slow.server.delete(slow.keys.heartbeat("slow"))
+    other.reap_dead_workers()
+    assert not other.server.sismember(other.keys.workers, "slow")
+    slow.heartbeat()  # it was only slow: it is a member again, so its leases count and are recoverable
+    assert other.server.sismember(other.keys.workers, "slow")
+    push(slow, b"pkg")
+    slow.pop()
+    assert other.work_elsewhere()
+
+
+def test_leaving_after_a_failure_requeues_what_is_held_and_a_clean_finish_drops_it(redis_prefix):
+    a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
+    a.join("run")
+    b.join("run")
+    push(a, b"r1")
+    a.pop()
+    assert a.leave(requeue=True) == 1
+    assert b.pop()[1] == b"r1"  # back in the queue
+    assert b.leave(requeue=False) == 1  # an orphan of a clean finish: dropped
+    assert b.server.zcard(b.keys.queue) == 0
 
 
 def test_empty_page_waits_for_the_pages_before_it(redis_prefix):
@@ -95,10 +119,12 @@ def test_first_worker_founds_the_run_and_the_last_clears_it(redis_prefix):
     b.started()
     assert not a.work_elsewhere() and not b.work_elsewhere()
     a.server.sadd(a.keys.dupefilter, "fp")
-    a.leave()
+    a.open_page("p1", "1", "default", ["x"])
+    a.leave(requeue=False)
     assert a.server.exists(a.keys.dupefilter)  # b is still in the run
-    b.leave()
+    b.leave(requeue=False)
     assert not a.server.exists(a.keys.dupefilter) and not a.server.exists(a.keys.run)
+    assert not a.server.exists(a.keys.units("p1")) and not a.server.exists(a.keys.page("p1"))
 
 
 def test_a_queue_left_by_killed_workers_is_resumed_not_cleared(redis_prefix):

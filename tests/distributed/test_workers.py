@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
 from crawler.meta import MetaDB
 from tests.conftest import REDIS_TEST_URL, Workspace
@@ -117,19 +118,55 @@ def test_worker_mode_needs_redis(workspace):
 
 
 def test_killing_a_worker_mid_run_loses_nothing(workspace, shared_env):
-    with FakeNpmRegistry(packages=600, seed=5, latency=0.01).serve() as fake:
+    with FakeNpmRegistry(packages=600, seed=5, latency=0.03).serve() as fake:
         env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
-        packages, last_seq = feed_end(fake)
+        # deletions at the end of the feed: a page of nothing but tombstones, which only the feed reader stores
+        deleted = [name for name in fake.package_names() if not name.startswith("fault-")][:45]
+        for name in deleted:
+            fake.delete(name)
+        positions = feed_positions(fake)
         fake.reset_counters()
         victim = start_worker(workspace, env, "mode=full")  # it reads the feed: the survivor takes over
         survivor = start_worker(workspace, env, "mode=worker")
+        # kill it mid-run, while it holds leased requests
+        server = redis.Redis.from_url(REDIS_TEST_URL)
         deadline = time.monotonic() + 60
-        while fake.total_requests < 250 and victim.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while victim.poll() is None and time.monotonic() < deadline:
+            held = sum(
+                server.hlen(key)
+                for key in server.scan_iter(f"{shared_env['DISTRIBUTED_KEY_PREFIX']}:npm:leases:*-{victim.pid}-*")
+            )
+            if fake.total_requests >= 200 and held:
+                break
+            time.sleep(0.005)
         assert victim.poll() is None, "the crawl ended before the kill: make it longer"
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
+        assert_cursor_not_ahead(workspace, env, positions)
         assert wait_all(workspace, [survivor]) == [0], logs(workspace)
-    assert set(stored_names(workspace, env)) == packages
+    assert_cursor_not_ahead(workspace, env, positions)
+    latest = {row["name"]: row["deleted"] for row in workspace.query("SELECT name, deleted FROM npm_package", **env)}
+    assert set(latest) == set(positions)
+    assert {name for name, gone in latest.items() if gone} == set(deleted)
     with MetaDB.connect(shared_env["META_DB_URL"]) as meta:
-        assert meta.get_cursor("npm") == last_seq
+        assert meta.get_cursor("npm") == str(max(positions.values()))
+        survivor_run = next(run for run in meta.last_runs("npm") if run["args"].get("mode") == "worker")
+        # the victim's leased requests came back through the queue
+        assert survivor_run["stats"].get("distributed/requeued", 0) > 0
+
+
+def feed_positions(fake: FakeNpmRegistry) -> dict[str, int]:
+    """The feed seq of every package's latest change."""
+    with urllib.request.urlopen(f"{fake.changes_url}?since=0&limit=10000") as response:
+        feed = json.load(response)
+    return {change["id"]: int(change["seq"]) for change in feed["results"]}
+
+
+def assert_cursor_not_ahead(workspace: Workspace, env: dict[str, str], positions: dict[str, int]) -> None:
+    with MetaDB.connect(env["META_DB_URL"]) as meta:
+        cursor = meta.get_cursor("npm") or meta.get_cursor("npm", "full")
+    if not cursor:
+        return
+    covered = {name for name, seq in positions.items() if seq <= int(cursor)}
+    stored = {row["name"] for row in workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)}
+    assert not covered - stored, f"cursor {cursor} is ahead of the stored data: {sorted(covered - stored)[:5]}"
