@@ -117,7 +117,8 @@ def test_worker_mode_needs_redis(workspace):
     assert "mode=worker joins a distributed crawl: set REDIS_URL" in result.stderr
 
 
-def test_killing_a_worker_mid_run_loses_nothing(workspace, shared_env):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env, stop):
     with FakeNpmRegistry(packages=600, seed=5, latency=0.03).serve() as fake:
         env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
         # deletions at the end of the feed: a page of nothing but tombstones, which only the feed reader stores
@@ -140,8 +141,8 @@ def test_killing_a_worker_mid_run_loses_nothing(workspace, shared_env):
                 break
             time.sleep(0.005)
         assert victim.poll() is None, "the crawl ended before the kill: make it longer"
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
+        victim.send_signal(stop)
+        assert victim.wait(timeout=60) == (-signal.SIGKILL if stop == signal.SIGKILL else 0), logs(workspace)
         assert_cursor_not_ahead(workspace, env, positions)
         assert wait_all(workspace, [survivor]) == [0], logs(workspace)
     assert_cursor_not_ahead(workspace, env, positions)
@@ -150,9 +151,14 @@ def test_killing_a_worker_mid_run_loses_nothing(workspace, shared_env):
     assert {name for name, gone in latest.items() if gone} == set(deleted)
     with MetaDB.connect(shared_env["META_DB_URL"]) as meta:
         assert meta.get_cursor("npm") == str(max(positions.values()))
-        survivor_run = next(run for run in meta.last_runs("npm") if run["args"].get("mode") == "worker")
-        # the victim's leased requests came back through the queue
-        assert survivor_run["stats"].get("distributed/requeued", 0) > 0
+        runs = {run["args"].get("mode"): run for run in meta.last_runs("npm")}
+        if stop == signal.SIGKILL:
+            # the killed worker's leased requests came back through the queue once its heartbeat expired
+            assert runs["worker"]["stats"].get("distributed/requeued", 0) > 0
+        else:
+            # a stopped worker finishes and stores what it holds (Scrapy's graceful shutdown); what it could
+            # not would go back to the queue as it leaves (tests/distributed/test_coordinator.py)
+            assert runs["full"]["finish_reason"] == "shutdown"
 
 
 def feed_positions(fake: FakeNpmRegistry) -> dict[str, int]:
