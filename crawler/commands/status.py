@@ -1,5 +1,6 @@
 """``scrapy status [--format table|json]``: one line per source — last run, finish reason, items, error
-rate, cursors, backlog, dead letters waiting, bytes stored."""
+rate, cursors, backlog, dead letters waiting, bytes stored, and with ``REDIS_URL`` set the distributed
+crawl's live workers, queued and leased requests."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
 from scrapy.spiderloader import get_spider_loader
+from scrapy_redis import connection
 
 from crawler.config import IngestionConfig
+from crawler.distributed.coordinator import Coordinator, Keys
 from crawler.meta import MetaDB
 from crawler.query.output import render_json, render_table
 
@@ -24,10 +27,11 @@ COLUMNS = (
     "backlog",
     "dead_letters",
     "bytes_stored",
+    "distributed",
 )
 
 
-def source_status(meta: MetaDB, spidercls: Any) -> dict[str, Any]:
+def source_status(meta: MetaDB, spidercls: Any, server: Any = None, key_prefix: str = "crawler") -> dict[str, Any]:
     source = getattr(spidercls, "source", spidercls.name)
     runs = meta.last_runs(source, limit=1)
     run = runs[0] if runs else {}
@@ -51,6 +55,11 @@ def source_status(meta: MetaDB, spidercls: Any) -> dict[str, Any]:
         "backlog": stats.get(f"{source}/backlog"),
         "dead_letters": meta.count_failed(source, include_replayed=False),
         "bytes_stored": stored,
+        "distributed": (
+            Coordinator(server, Keys.for_spider(key_prefix, spidercls.name), worker="status").snapshot()
+            if server is not None
+            else None
+        ),
     }
 
 
@@ -70,18 +79,20 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         meta = MetaDB.connect(IngestionConfig.from_settings(self.settings).meta_db_url)
         loader = get_spider_loader(self.settings)
-        rows = [source_status(meta, loader.load(name)) for name in sorted(loader.list())]
+        server = connection.from_settings(self.settings) if self.settings.get("REDIS_URL") else None
+        prefix = self.settings.get("DISTRIBUTED_KEY_PREFIX", "crawler")
+        rows = [source_status(meta, loader.load(name), server, prefix) for name in sorted(loader.list())]
         meta.close()
         if opts.format == "json":
             print(render_json(COLUMNS, [[row[c] for c in COLUMNS] for row in rows]))
             return
-        table = [
-            [
-                row[c]
-                if c != "cursors"
-                else ", ".join(f"{k}={v}" for k, v in sorted(row[c].items())[:3]) + (" …" if len(row[c]) > 3 else "")
-                for c in COLUMNS
-            ]
-            for row in rows
-        ]
+        table = [[_cell(c, row[c]) for c in COLUMNS] for row in rows]
         print(render_table(COLUMNS, table))
+
+
+def _cell(column: str, value: Any) -> Any:
+    if column == "cursors":
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())[:3]) + (" …" if len(value) > 3 else "")
+    if column == "distributed" and value is not None:
+        return f"{value['workers']} workers, {value['queued']} queued, {value['leased']} leased"
+    return value

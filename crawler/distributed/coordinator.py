@@ -296,6 +296,19 @@ class Coordinator:
                 return True
         return False
 
+    def snapshot(self) -> dict[str, int]:
+        """Live workers, queued requests and requests leased by live workers (for ``scrapy status``)."""
+        live = [
+            raw.decode()
+            for raw in self.server.smembers(self.keys.workers)
+            if self.server.exists(self.keys.heartbeat(raw.decode()))
+        ]
+        return {
+            "workers": len(live),
+            "queued": int(self.server.zcard(self.keys.queue)),
+            "leased": sum(int(self.server.hlen(self.keys.leases(worker))) for worker in live),
+        }
+
     # -- requests ------------------------------------------------------------------------------
 
     def pop(self) -> tuple[str, bytes] | None:

@@ -16,6 +16,7 @@ def test_replay_failed_then_status(workspace, fake_npm, npm_env):
     assert status["npm"]["dead_letters"] == 1 and status["npm"]["finish_reason"] == "finished"
     assert status["npm"]["items"] == 1 and status["npm"]["error_rate"] == 0.5 and status["npm"]["errors"] == 0
     assert status["npm"]["bytes_stored"] > 0 and status["github"]["last_run"] is None
+    assert status["npm"]["distributed"] is None  # no REDIS_URL
 
     replay = workspace.scrapy("replay-failed", "npm", **npm_env)
     assert "replaying 1 of 1" in replay.stdout
@@ -48,3 +49,21 @@ def test_replay_arguments_per_source():
         {"id": 9, "url": "http://127.0.0.1:1/search/commits?q=x"},
     ]
     assert GithubSpider.replay_arguments(rows) == ({"users": "octo", "repos": "o/r"}, [7, 8])
+
+
+def test_status_shows_a_distributed_crawl(workspace, redis_prefix):
+    import redis
+
+    from crawler.distributed.coordinator import Coordinator, Keys
+    from tests.conftest import REDIS_TEST_URL
+
+    worker = Coordinator(redis.Redis.from_url(REDIS_TEST_URL), Keys.for_spider(redis_prefix, "npm"), worker="w1")
+    worker.join("run-1")
+    for request in (b"a", b"b", b"c"):
+        worker.server.zadd(worker.keys.queue, {request: 0})
+    worker.pop()
+    env = {"REDIS_URL": REDIS_TEST_URL, "DISTRIBUTED_KEY_PREFIX": redis_prefix}
+    status = {row["source"]: row for row in json.loads(workspace.scrapy("status", "--format", "json", **env).stdout)}
+    assert status["npm"]["distributed"] == {"workers": 1, "queued": 2, "leased": 1}
+    assert status["pypi"]["distributed"] == {"workers": 0, "queued": 0, "leased": 0}
+    assert "1 workers, 2 queued, 1 leased" in workspace.scrapy("status", **env).stdout
