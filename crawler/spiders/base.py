@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -118,6 +118,29 @@ class SourceSpider(scrapy.Spider):
             others = "|".join(m for m in modes if m != "named")
             raise UsageError(f"{self.name}: give -a packages=name1,name2 (or packages_file=…), or -a mode={others}")
         return names, chosen
+
+    async def start(self) -> AsyncIterator[Any]:
+        """By mode: ``worker`` yields nothing (it takes from the shared queue); ``named`` one
+        :meth:`name_request` per name, paced by the scheduler's room; any other, :meth:`start_listing`."""
+        mode = getattr(self, "mode", None)
+        if mode == WORKER_MODE:
+            return
+        if mode == "named":
+            for name in dict.fromkeys(self.names):
+                await self.room_in_scheduler()
+                yield self.name_request(name)
+            return
+        async for item in self.start_listing():
+            yield item
+
+    def name_request(self, name: str) -> scrapy.Request:
+        """The request for one named package (spiders with a ``named`` mode implement it)."""
+        raise NotImplementedError
+
+    async def start_listing(self) -> AsyncIterator[Any]:
+        """The first requests of the spider's listing modes (a feed, an index)."""
+        raise NotImplementedError
+        yield  # an async generator
 
     async def room_in_scheduler(self) -> None:
         """Pause ``start()`` while ``start_backlog`` requests already wait and the downloader is full."""

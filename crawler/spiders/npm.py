@@ -84,14 +84,10 @@ class NpmSpider(SourceSpider):
         spider.on_seq_reset = settings.get("NPM_SEQ_RESET", "rewind")
         return spider
 
-    async def start(self) -> AsyncIterator[Any]:
-        if self.mode == WORKER_MODE:
-            return
-        if self.mode == "named":
-            for name in dict.fromkeys(self.names):
-                await self.room_in_scheduler()
-                yield self.packument_request(name)
-            return
+    def name_request(self, name: str) -> scrapy.Request:
+        return self.packument_request(name)
+
+    async def start_listing(self) -> AsyncIterator[Any]:
         if self.distributed is not None and not self.distributed.coordinator.claim("feed"):
             return  # another worker of this run reads the feed; this one takes from the shared queue
         since = self.since_arg

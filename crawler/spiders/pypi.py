@@ -76,14 +76,10 @@ class PypiSpider(SourceSpider):
             raise UsageError("pypi: a distributed crawl (REDIS_URL) takes named projects: -a packages_file=…")
         return spider
 
-    async def start(self) -> AsyncIterator[Any]:
-        if self.mode == WORKER_MODE:
-            return
-        if self.mode == "named":
-            for name in dict.fromkeys(self.names):
-                await self.room_in_scheduler()
-                yield self.project_request(name)
-            return
+    def name_request(self, name: str) -> scrapy.Request:
+        return self.project_request(name)
+
+    async def start_listing(self) -> AsyncIterator[Any]:
         yield scrapy.Request(
             self.index_url,
             headers={"Accept": ACCEPT_SIMPLE},
