@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -714,20 +714,51 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_bench(
+        args,
+        count=args.packages,
+        count_key="packages",
+        workdir_prefix="bench-npm-",
+        base_env=clean_env(),
+        write_names_to=lambda path: write_names(path, args.packages),
+        open_fake=lambda workdir, env: fake_registry(args.packages, args.seed, workdir, env),
+        describe_fake=lambda fake: (
+            f"fake npm registry at {fake.registry_url} (pid {fake.proc.pid}), {args.packages} packages"
+        ),
+        bench_class=Bench,
+    )
+
+
+def run_bench(
+    args: argparse.Namespace,
+    *,
+    count: int,
+    count_key: str,
+    workdir_prefix: str,
+    base_env: dict[str, str],
+    write_names_to: Callable[[Path], None],
+    open_fake: Callable[[Path, dict[str, str]], contextlib.AbstractContextManager[Any]],
+    describe_fake: Callable[[Any], str],
+    bench_class: type[Bench],
+) -> int:
+    """Run every contender ``args.repeat`` times against one fake, print the table, write ``--json``.
+
+    Shared by ``bench.npm_crawl`` and ``bench.pypi_crawl``: ``count`` packages (or projects), the names
+    written by ``write_names_to``, the fake opened by ``open_fake(workdir, env)``.
+    """
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     keep = args.workdir is not None
-    workdir = args.workdir.resolve() if keep else Path(tempfile.mkdtemp(prefix="bench-npm-"))
+    workdir = args.workdir.resolve() if keep else Path(tempfile.mkdtemp(prefix=workdir_prefix))
     workdir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[Result]] = {name: [] for name in args.only}
-    base_env = clean_env()
     try:
         names_file = workdir / "names.txt"
-        write_names(names_file, args.packages)
+        write_names_to(names_file)
         fake_env = {**base_env, "PYTHONPATH": str(REPO_ROOT)}
-        with fake_registry(args.packages, args.seed, workdir, fake_env) as fake:
-            print(f"fake npm registry at {fake.registry_url} (pid {fake.proc.pid}), {args.packages} packages")
-            bench = Bench(
-                packages=args.packages,
+        with open_fake(workdir, fake_env) as fake:
+            print(describe_fake(fake))
+            bench = bench_class(
+                packages=count,
                 names_file=names_file,
                 workdir=workdir,
                 fake=fake,
@@ -752,10 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Best of N: other load on a shared machine only ever makes a run slower.
     results = {name: max(done, key=lambda r: r.items_per_s) for name, done in runs.items() if done}
     print()
-    print(render(results, args.packages))
+    print(render(results, count))
     if args.json:
         payload = {
-            "packages": args.packages,
+            count_key: count,
             "seed": args.seed,
             "size_profile": "realistic",
             "machine": {
@@ -766,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "repeat": args.repeat,
             "results": {name: r.as_dict() for name, r in results.items()},
             "runs": {name: [r.as_dict() for r in done] for name, done in runs.items()},
-            "checks": [asdict(c) | {"verdict": c.verdict} for c in checks(results, args.packages)],
+            "checks": [asdict(c) | {"verdict": c.verdict} for c in checks(results, count)],
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     failed = [r for done in runs.values() for r in done if r.usage.returncode != 0 or r.usage.timed_out]

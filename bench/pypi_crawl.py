@@ -22,16 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform as platform_module
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +36,13 @@ from bench.npm_crawl import (
     Bench,
     Result,
     _count_lines,
-    _exit_on_sigterm,
     _parquet_rows,
     _platform_run,
     _read_line,
-    _report_run,
     _scrapy_log_stats,
     _stop,
-    checks,
     clean_env,
-    render,
+    run_bench,
     tree_bytes,
 )
 
@@ -305,63 +297,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    keep = args.workdir is not None
-    workdir = args.workdir.resolve() if keep else Path(tempfile.mkdtemp(prefix="bench-pypi-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, list[Result]] = {name: [] for name in args.only}
-    base_env = pypi_clean_env()
-    try:
-        names_file = workdir / "names.txt"
-        write_names(names_file, args.projects, args.seed)
-        fake_env = {**base_env, "PYTHONPATH": str(REPO_ROOT)}
-        with fake_index(args.projects, args.seed, workdir, fake_env) as fake:
-            print(f"fake PyPI at {fake.url} (pid {fake.proc.pid}), {args.projects} projects")
-            bench = PypiBench(
-                packages=args.projects,
-                names_file=names_file,
-                workdir=workdir,
-                fake=fake,
-                base_env=base_env,
-                timeout=args.timeout,
-                raw_concurrency=args.raw_concurrency,
-                platform_settings=args.platform_set,
-                platform_shards=args.platform_shards,
-                platform_env=dict(item.split("=", 1) for item in args.platform_env),
-                cprofile_dir=args.cprofile.resolve() if args.cprofile else None,
-            )
-            # Interleaved (a b c a b c …) so a burst of other load on the machine hits all contenders alike.
-            for attempt in range(1, args.repeat + 1):
-                for contender in args.only:
-                    print(f"running {contender} ({attempt}/{args.repeat}) …", flush=True)
-                    result = bench.run(contender)
-                    runs[contender].append(result)
-                    _report_run(result)
-    finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    # Best of N: other load on a shared machine only ever makes a run slower.
-    results = {name: max(done, key=lambda r: r.items_per_s) for name, done in runs.items() if done}
-    print()
-    print(render(results, args.projects))
-    if args.json:
-        payload = {
-            "projects": args.projects,
-            "seed": args.seed,
-            "size_profile": "realistic",
-            "machine": {
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-                "platform": platform_module.platform(),
-            },
-            "repeat": args.repeat,
-            "results": {name: r.as_dict() for name, r in results.items()},
-            "runs": {name: [r.as_dict() for r in done] for name, done in runs.items()},
-            "checks": [asdict(c) | {"verdict": c.verdict} for c in checks(results, args.projects)],
-        }
-        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    failed = [r for done in runs.values() for r in done if r.usage.returncode != 0 or r.usage.timed_out]
-    return 2 if failed else 0
+    return run_bench(
+        args,
+        count=args.projects,
+        count_key="projects",
+        workdir_prefix="bench-pypi-",
+        base_env=pypi_clean_env(),
+        write_names_to=lambda path: write_names(path, args.projects, args.seed),
+        open_fake=lambda workdir, env: fake_index(args.projects, args.seed, workdir, env),
+        describe_fake=lambda fake: f"fake PyPI at {fake.url} (pid {fake.proc.pid}), {args.projects} projects",
+        bench_class=PypiBench,
+    )
 
 
 if __name__ == "__main__":
