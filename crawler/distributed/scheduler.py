@@ -8,13 +8,12 @@ any moment leaves its requests recoverable.
 
 from __future__ import annotations
 
-from typing import Any
-
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy_redis.scheduler import Scheduler
 
 from crawler.distributed.coordinator import Coordinator
+from crawler.middlewares import CREDENTIAL_HEADERS_META
 
 LEASE_META = "lease"
 
@@ -34,6 +33,10 @@ class LeasingScheduler(Scheduler):
         return scheduler
 
     def enqueue_request(self, request: Request) -> bool:
+        # Credentials a downloader middleware added (GitHub tokens) are added again when the request is
+        # sent: a retry's copy must not store them in Redis.
+        for header in request.meta.pop(CREDENTIAL_HEADERS_META, ()):
+            request.headers.pop(header, None)
         # A retry (or redirect) of a leased request carries the old lease: once the new request is in
         # the queue, the old lease has nothing left to protect.
         old_lease = request.meta.pop(LEASE_META, None)
@@ -55,9 +58,6 @@ class LeasingScheduler(Scheduler):
 
     def has_pending_requests(self) -> bool:
         return len(self) > 0
-
-    def open(self, spider: Any) -> None:
-        super().open(spider)
 
     def close(self, reason: str) -> None:
         # state is shared by the workers: the coordinator clears it when the last worker leaves

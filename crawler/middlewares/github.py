@@ -23,6 +23,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 
+from crawler.middlewares import CREDENTIAL_HEADERS_META
+
 logger = logging.getLogger(__name__)
 RATE_LIMIT_STATUSES = frozenset({403, 429})
 
@@ -142,8 +144,11 @@ class GithubRateLimitMiddleware:
         request.meta["github_token"] = index
         request.meta["github_resource"] = resource
         token = self.pool.tokens[index]
+        request.headers.pop(b"Authorization", None)  # a retry's copy may carry another token's header
         if token:
             request.headers["Authorization"] = f"Bearer {token}"
+            # a retry of this request must not carry the token into a persisted queue (crawler.distributed)
+            request.meta[CREDENTIAL_HEADERS_META] = ["Authorization"]
         self.crawler.stats.inc_value(f"github/requests/token_{index + 1}/{resource}")
         return None
 
