@@ -89,7 +89,10 @@ class NpmSpider(SourceSpider):
 
     async def start_listing(self) -> AsyncIterator[Any]:
         if self.distributed is not None and not self.distributed.coordinator.claim("feed"):
-            return  # another worker of this run reads the feed; this one takes from the shared queue
+            # another worker of this run reads the feed; this one takes from the shared queue, and may
+            # rightly find little left
+            self.monitor_min_items = 0
+            return
         since = self.since_arg
         if since is None:
             since = await self.services.in_meta_thread(self.services.meta.get_cursor, self.source, self.cursor_key)
