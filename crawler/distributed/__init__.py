@@ -22,7 +22,7 @@ class RedisAddon:
             return
         prefix = settings.get("DISTRIBUTED_KEY_PREFIX", "crawler")
         settings.set("SCHEDULER", "crawler.distributed.scheduler.LeasingScheduler", priority="addon")
-        settings.set("SCHEDULER_QUEUE_CLASS", "scrapy_redis.queue.PriorityQueue", priority="addon")
+        settings.set("SCHEDULER_QUEUE_CLASS", "crawler.distributed.scheduler.LeasedPriorityQueue", priority="addon")
         settings.set("SCHEDULER_QUEUE_KEY", f"{prefix}:%(spider)s:requests", priority="addon")
         settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter", priority="addon")
         settings.set("SCHEDULER_DUPEFILTER_KEY", f"{prefix}:%(spider)s:dupefilter", priority="addon")

@@ -29,15 +29,29 @@ import redis
 
 logger = logging.getLogger(__name__)
 
-# Pop the best request of the priority queue and lease it to a worker, atomically.
-# KEYS: queue, leases hash, lease counter. Returns {lease id, encoded request} or nil.
+# Pop up to ARGV[1] of the best requests of the priority queue and lease them to a worker, atomically.
+# KEYS: queue, leases hash, lease counter. Returns {lease id, encoded request, lease id, ...}.
 _POP_AND_LEASE = """
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #head == 0 then return nil end
-redis.call('ZREM', KEYS[1], head[1])
-local lease = tostring(redis.call('INCR', KEYS[3]))
-redis.call('HSET', KEYS[2], lease, head[2] .. ' ' .. head[1])
-return {lease, head[1]}
+local head = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+if #head == 0 then return {} end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #head / 2 - 1)
+local last = redis.call('INCRBY', KEYS[3], #head / 2)
+local out = {}
+for i = 1, #head, 2 do
+  local lease = tostring(last - (#head - i - 1) / 2)
+  redis.call('HSET', KEYS[2], lease, head[i + 1] .. ' ' .. head[i])
+  out[#out + 1] = lease
+  out[#out + 1] = head[i]
+end
+return out
+"""
+
+# Queue a request unless the dupefilter has seen its fingerprint (ARGV[1]; empty: do not filter).
+# KEYS: dupefilter set, queue; ARGV: fingerprint, score, encoded request. Returns 1 if queued.
+_ENQUEUE = """
+if ARGV[1] ~= '' and redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
 """
 
 # Give a worker's leased requests back to the queue, unless it is alive (ARGV[2] = "if-dead").
@@ -200,6 +214,7 @@ class Coordinator:
         self._requeue = server.register_script(_REQUEUE)
         self._open_page = server.register_script(_OPEN_PAGE)
         self._heartbeat = server.register_script(_HEARTBEAT)
+        self._enqueue = server.register_script(_ENQUEUE)
         self._release = server.register_script(_RELEASE)
 
     # -- workers -------------------------------------------------------------------------------
@@ -313,11 +328,18 @@ class Coordinator:
 
     def pop(self) -> tuple[str, bytes] | None:
         """The next queued request (encoded) and the lease it is now held under, or None."""
-        found = self._pop(keys=[self.keys.queue, self.keys.leases(self.worker), self.keys.lease_counter])
-        if not found:
-            return None
-        lease, data = found
-        return lease.decode(), data
+        found = self.pop_many(1)
+        return found[0] if found else None
+
+    def pop_many(self, count: int) -> list[tuple[str, bytes]]:
+        """Up to ``count`` of the best queued requests (encoded), each with the lease it is now held under."""
+        found = self._pop(keys=[self.keys.queue, self.keys.leases(self.worker), self.keys.lease_counter], args=[count])
+        return [(found[i].decode(), found[i + 1]) for i in range(0, len(found), 2)]
+
+    def push(self, data: bytes, priority: int, fingerprint: str | None = None) -> bool:
+        """Queue an encoded request (scrapy-redis's priority order), unless ``fingerprint`` was seen."""
+        queued = self._enqueue(keys=[self.keys.dupefilter, self.keys.queue], args=[fingerprint or "", -priority, data])
+        return bool(queued)
 
     def held(self) -> int:
         return int(self.server.hlen(self.keys.leases(self.worker)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 import scrapy
 from scrapy.utils.test import get_crawler
@@ -25,7 +26,7 @@ def open_scheduler(prefix: str) -> LeasingScheduler:
         server,
         persist=True,
         queue_key=f"{prefix}:%(spider)s:requests",
-        queue_cls="scrapy_redis.queue.PriorityQueue",
+        queue_cls="crawler.distributed.scheduler.LeasedPriorityQueue",
         dupefilter_key=f"{prefix}:%(spider)s:dupefilter",
     )
     scheduler.coordinator = Coordinator(server, Keys.for_spider(prefix, "npm"), worker="w1")
@@ -69,3 +70,28 @@ def test_credentials_added_by_a_middleware_never_reach_the_shared_queue(redis_pr
     popped = scheduler.next_request()
     assert popped is not None and b"Authorization" not in popped.headers
     assert CREDENTIAL_HEADERS_META not in popped.meta
+
+
+def test_callbacks_are_encoded_by_name_and_come_back_bound(redis_prefix):
+    scheduler = open_scheduler(redis_prefix)
+    spider = scheduler.spider
+    request = scrapy.Request("http://127.0.0.1:9/x", callback=spider.parse, errback=spider.parse, meta={"k": 1})
+    scheduler.enqueue_request(request)
+    popped = scheduler.next_request()
+    assert popped.callback == spider.parse and popped.errback == spider.parse and popped.meta["k"] == 1
+    # what Scrapy's own encoding refuses, this one refuses too
+    with pytest.raises(ValueError):
+        scheduler.enqueue_request(scrapy.Request("http://127.0.0.1:9/y", callback=lambda r: None))
+
+
+def test_pops_lease_a_batch_and_hand_it_out_in_priority_order(redis_prefix):
+    scheduler = open_scheduler(redis_prefix)
+    for i in range(10):
+        scheduler.enqueue_request(scrapy.Request(f"http://127.0.0.1:9/{i}", priority=i, dont_filter=True))
+    first = scheduler.next_request()
+    assert first.url.endswith("/9")  # the highest priority first
+    assert scheduler.coordinator.held() == 8  # one round trip leased a batch to this worker
+    assert len(scheduler) == 9 and scheduler.has_pending_requests()
+    urls = [scheduler.next_request().url[-1] for _ in range(9)]
+    assert urls == ["8", "7", "6", "5", "4", "3", "2", "1", "0"]
+    assert scheduler.next_request() is None and not scheduler.has_pending_requests()
