@@ -22,6 +22,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -252,10 +253,26 @@ class _SQLiteBackend(_Backend):
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(busy_timeout)
         # In WAL mode NORMAL is durable against process crashes (SIGKILL); only an OS crash or
         # power loss can roll back the last commits.
         self.conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _use_wal(self, busy_timeout: float) -> None:
+        """Switch to WAL once per database file. Switching needs the database to itself: SQLite answers
+        "locked" at once, whatever the busy timeout, while another process (a second worker or shard on
+        this host) writes, so it is retried; a database already in WAL mode needs no switch."""
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(sql, tuple(params)).fetchall()]

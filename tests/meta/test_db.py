@@ -626,3 +626,25 @@ def test_exclusive_lock_holds_off_another_connection(db_url: str) -> None:
     assert events == ["first in", "first out", "second in"]
     first.close()
     second.close()
+
+
+def test_sqlite_connects_while_another_process_writes(tmp_path: Path) -> None:
+    """A second worker or shard on this host opens the metadata DB while the first is writing: it waits
+    for the write (SQLite's busy timeout; the switch to WAL mode, which SQLite does not wait for, is retried)."""
+    import time
+
+    for name, prepared in (("fresh.db", False), ("wal.db", True)):
+        path = tmp_path / name
+        if prepared:
+            MetaDB.connect(f"sqlite:///{path}").close()  # created, in WAL mode
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO t VALUES (1)")
+        release = threading.Timer(0.3, lambda conn=holder: conn.execute("COMMIT"))
+        release.start()
+        started = time.monotonic()
+        MetaDB.connect(f"sqlite:///{path}").close()
+        assert time.monotonic() - started >= 0.25, name  # it waited for the writer, and then connected
+        release.join()
+        holder.close()
