@@ -15,6 +15,7 @@ and the record types it yields, builds requests and turns responses into records
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import zlib
@@ -125,6 +126,9 @@ class SourceSpider(scrapy.Spider):
         mode = getattr(self, "mode", None)
         if mode == WORKER_MODE:
             return
+        if mode == "named" and self.distributed is not None:
+            await self.share_named_requests()
+            return
         if mode == "named":
             for name in dict.fromkeys(self.names):
                 await self.room_in_scheduler()
@@ -132,6 +136,17 @@ class SourceSpider(scrapy.Spider):
             return
         async for item in self.start_listing():
             yield item
+
+    async def share_named_requests(self) -> None:
+        """A distributed named crawl: queue the named requests ahead, for every worker to take.
+
+        Scrapy pulls start requests only as fast as this process's own downloads free up; the others
+        would then find the shared queue empty. Up to ``start_backlog`` requests wait in it instead."""
+        scheduler = self.crawler.engine.scheduler
+        for count, name in enumerate(dict.fromkeys(self.names)):
+            while count % 100 == 0 and len(scheduler) >= self.start_backlog:
+                await asyncio.sleep(0.05)
+            self.crawler.engine.crawl(self.name_request(name))
 
     def name_request(self, name: str) -> scrapy.Request:
         """The request for one named package (spiders with a ``named`` mode implement it)."""
