@@ -107,11 +107,17 @@ class Distributed:
         try:
             self.coordinator.heartbeat()
             requeued = self.coordinator.reap_dead_workers()
+            snapshot = self.coordinator.snapshot()
         except redis.RedisError as exc:  # a blip must not end the heartbeats: the next beat retries
             logger.warning("distributed heartbeat failed: %s", exc)
             return
+        stats = self.crawler.stats
+        assert stats is not None
         if requeued:
-            self.crawler.stats.inc_value("distributed/requeued", requeued)
+            stats.inc_value("distributed/requeued", requeued)
+        # for the progress line (crawler.extensions.progress)
+        stats.set_value("distributed/queued", snapshot["queued"])
+        stats.set_value("distributed/workers", snapshot["workers"])
 
     def poll(self) -> None:
         """Wake the engine when this worker has free slots: the shared queue may have work for it."""

@@ -6,8 +6,9 @@ Items are ``item_scraped_count`` (records, tombstones included), responses ``res
 The rate is the items per second over the last ``PROGRESS_RATE_WINDOW`` seconds (default 60): recent
 enough to follow a slowdown, long enough not to jump with every batch. The backlog is the stat
 ``<source>/backlog`` that a cursor-following spider keeps (npm: changes after the page read plus
-packuments in flight; PyPI: projects left); with it comes ETA = backlog / rate. A last line is logged
-when the spider closes.
+packuments in flight; PyPI: projects left); with it comes ETA = backlog / rate. A worker of a distributed
+crawl adds the shared queue and the live workers (``distributed/queued``, ``distributed/workers``, read at
+each heartbeat). A last line is logged when the spider closes.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class Progress:
         if backlog is not None:
             eta = format_eta(max(int(backlog), 0) / rate) if rate > 0 else "unknown"
             parts.append(f"backlog {backlog}, ETA {eta}")
+        shared = get("distributed/queued")
+        if shared is not None:  # a distributed crawl (crawler.distributed): work waiting for any worker
+            parts.append(f"shared queue {shared} on {get('distributed/workers', '?')} workers")
         return ", ".join(parts)
 
     def _items(self) -> int:

@@ -49,6 +49,14 @@ def test_rate_backlog_and_eta():
     assert progress.line().endswith("(0.0/s), 310 responses, 2 dead letters, backlog 6000, ETA unknown")
 
 
+def test_a_distributed_crawl_shows_its_shared_queue():
+    stats, clock = FakeStats({"distributed/queued": 740, "distributed/workers": 3}), Clock()
+    progress = Progress(stats, interval=1, clock=clock)  # type: ignore[arg-type]
+    progress.start("npm")
+    clock.now += 1
+    assert progress.line().endswith("0 dead letters, shared queue 740 on 3 workers")
+
+
 def test_another_sources_backlog_is_not_shown():
     stats, clock = FakeStats({"pypi/backlog": 5}), Clock()
     progress = Progress(stats, interval=1, clock=clock)  # type: ignore[arg-type]
