@@ -117,6 +117,10 @@ class GithubRateLimitMiddleware:
         settings = crawler.settings
         if not settings.getbool("GITHUB_RATE_LIMITS_ENABLED"):
             raise NotConfigured
+        if settings.get("REDIS_URL"):
+            logger.warning(
+                "github: a distributed crawl tracks token budgets per worker: give each worker its own tokens"
+            )
         tokens = [t.strip() for t in settings.getlist("GITHUB_TOKENS")] + [settings.get("GITHUB_TOKEN") or ""]
         pool = TokenPool([t for t in tokens if t])
         if not pool.tokens:
