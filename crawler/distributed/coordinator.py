@@ -193,6 +193,7 @@ class Keys:
             self.run,
             self.claims,
             self.page_ids,
+            self.lease_counter,  # no lease is held when a run is cleared
         ]
 
 

@@ -125,6 +125,7 @@ def test_first_worker_founds_the_run_and_the_last_clears_it(redis_prefix):
     b.leave(requeue=False)
     assert not a.server.exists(a.keys.dupefilter) and not a.server.exists(a.keys.run)
     assert not a.server.exists(a.keys.units("p1")) and not a.server.exists(a.keys.page("p1"))
+    assert list(a.server.scan_iter(f"{redis_prefix}:*")) == []  # nothing of the run is left in Redis
 
 
 def test_a_queue_left_by_killed_workers_is_resumed_not_cleared(redis_prefix):
