@@ -154,8 +154,13 @@ class SmtpSink:
         try:
             yield self
         finally:
-            server.close()
-            asyncio.run_coroutine_threadsafe(server.wait_closed(), loop).result(timeout=5)
+
+            async def shut_down() -> None:
+                # on the server's own loop: closing it from this thread races the loop's own clean-up
+                server.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(shut_down(), loop).result(timeout=5)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
             loop.close()
