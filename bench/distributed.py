@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -98,8 +99,6 @@ def stock_redis(args: argparse.Namespace, registry_url: str, names: Path, workdi
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     server = redis.Redis.from_url(args.redis_url)
     start_urls = f"{prefix}:start_urls"
-    from urllib.parse import quote
-
     urls = [registry_url + quote(line.strip(), safe="@") for line in names.read_text().splitlines() if line.strip()]
     for chunk in range(0, len(urls), 1000):
         server.rpush(start_urls, *urls[chunk : chunk + 1000])

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,17 +30,6 @@ import redis
 from bench.npm_crawl import REPO_ROOT, clean_env
 from crawler.meta import MetaDB
 from tests.fakes.npm import FakeNpmRegistry
-
-
-def feed_end(fake: FakeNpmRegistry) -> str:
-    since, last = "0", "0"
-    while True:  # the feed pages at 10,000 at most
-        with urllib.request.urlopen(f"{fake.changes_url}?since={since}&limit=10000") as response:
-            page = json.load(response)
-        last = str(page["last_seq"])
-        if not page["results"] or not page.get("pending"):
-            return last
-        since = last
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             helper = start("worker-2", "worker")
             codes = [worker.wait(timeout=args.timeout), helper.wait(timeout=args.timeout)]
             wall = time.monotonic() - started
-            last_seq = feed_end(fake)
+            last_seq = str(max(fake.feed_positions().values()))
             print(f"workers exited {codes} after {wall:.1f} s; {fake.total_requests} requests to the fake")
             if codes != [0, 0]:
                 failures.append(f"workers exited {codes}")

@@ -661,9 +661,16 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_STEERING_ENV) and k != "PYTHONPATH"}
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.npm_crawl", description=__doc__.split("\n")[0])
-    parser.add_argument("--packages", type=int, default=100_000)
+def parse_args(
+    argv: Sequence[str] | None,
+    *,
+    prog: str = "python -m bench.npm_crawl",
+    description: str = __doc__.split("\n")[0],
+    unit: str = "packages",
+) -> argparse.Namespace:
+    """The crawl benchmarks' options (``bench.pypi_crawl`` counts ``projects`` instead of ``packages``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(f"--{unit}", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated, run in this order")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
@@ -671,7 +678,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per contender, interleaved; the table shows each one's best run"
     )
-    parser.add_argument("--timeout", type=float, help="seconds per contender (default: 300 + 20 ms per package)")
+    parser.add_argument("--timeout", type=float, help=f"seconds per contender (default: 300 + 20 ms per {unit[:-1]})")
     parser.add_argument(
         "--platform-set", action="append", default=[], metavar="KEY=VALUE", help="-s override for the platform crawl"
     )
@@ -692,18 +699,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cprofile", type=Path, metavar="DIR", help="profile each contender into DIR/<name>.prof")
     parser.add_argument("--workdir", type=Path, help="keep logs and output here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
+    count = getattr(args, unit)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(args.only) - set(CONTENDERS)
     if unknown or not args.only:
         parser.error(f"--only takes a subset of {','.join(CONTENDERS)}")
-    if min(args.packages, args.repeat, args.platform_shards) < 1:
-        parser.error("--packages, --repeat and --platform-shards must be positive")
+    if min(count, args.repeat, args.platform_shards) < 1:
+        parser.error(f"--{unit}, --repeat and --platform-shards must be positive")
     if any("=" not in item for item in args.platform_env):
         parser.error("--platform-env takes NAME=VALUE")
     if args.cprofile is not None:
         args.cprofile.mkdir(parents=True, exist_ok=True)
     if args.timeout is None:
-        args.timeout = 300 + 0.02 * args.packages
+        args.timeout = 300 + 0.02 * count
     return args
 
 

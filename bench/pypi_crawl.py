@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.npm_crawl import (
-    CONTENDERS,
     REPO_ROOT,
     Bench,
     Result,
@@ -45,6 +44,7 @@ from bench.npm_crawl import (
     run_bench,
     tree_bytes,
 )
+from bench.npm_crawl import parse_args as parse_crawl_bench_args
 
 STOCK_PYPI_SPIDER = REPO_ROOT / "bench" / "baselines" / "stock_pypi_spider.py"
 # Besides what bench.npm_crawl drops: variables the PyPI spider, the pip fallback of its index URL, or the
@@ -250,49 +250,9 @@ class PypiBench(Bench):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.pypi_crawl", description=__doc__.split("\n")[0])
-    parser.add_argument("--projects", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated, run in this order")
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
-    parser.add_argument("--raw-concurrency", type=int, default=64)
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per contender, interleaved; the table shows each one's best run"
+    return parse_crawl_bench_args(
+        argv, prog="python -m bench.pypi_crawl", description=__doc__.split("\n")[0], unit="projects"
     )
-    parser.add_argument("--timeout", type=float, help="seconds per contender (default: 300 + 20 ms per project)")
-    parser.add_argument(
-        "--platform-set", action="append", default=[], metavar="KEY=VALUE", help="-s override for the platform crawl"
-    )
-    parser.add_argument(
-        "--platform-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment variable for the platform crawl (e.g. MALLOC_ARENA_MAX=2)",
-    )
-    parser.add_argument(
-        "--platform-shards",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run the platform as N concurrent processes with -a shard=i/N",
-    )
-    parser.add_argument("--cprofile", type=Path, metavar="DIR", help="profile each contender into DIR/<name>.prof")
-    parser.add_argument("--workdir", type=Path, help="keep logs and output here (default: a temp dir, removed)")
-    args = parser.parse_args(argv)
-    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
-    unknown = set(args.only) - set(CONTENDERS)
-    if unknown or not args.only:
-        parser.error(f"--only takes a subset of {','.join(CONTENDERS)}")
-    if min(args.projects, args.repeat, args.platform_shards) < 1:
-        parser.error("--projects, --repeat and --platform-shards must be positive")
-    if any("=" not in item for item in args.platform_env):
-        parser.error("--platform-env takes NAME=VALUE")
-    if args.cprofile is not None:
-        args.cprofile.mkdir(parents=True, exist_ok=True)
-    if args.timeout is None:
-        args.timeout = 300 + 0.02 * args.projects
-    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

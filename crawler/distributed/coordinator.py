@@ -345,9 +345,11 @@ class Coordinator:
     def held(self) -> int:
         return int(self.server.hlen(self.keys.leases(self.worker)))
 
-    def drop_leases(self, leases: Iterable[str]) -> None:
-        leases = list(leases)
-        if leases:
+    def drop_leases(self, leases: Iterable[str] | None = None) -> None:
+        """Drop these leases of this worker (None: all of them)."""
+        if leases is None:
+            self.server.delete(self.keys.leases(self.worker))
+        elif leases := list(leases):
             self.server.hdel(self.keys.leases(self.worker), *leases)
 
     # -- pages and the cursor --------------------------------------------------------------------

@@ -152,7 +152,7 @@ class Distributed:
             orphans = self.coordinator.held()
             if orphans:
                 logger.info("dropping %d leases of requests that ended without output", orphans)
-                self.coordinator.server.delete(self.coordinator.keys.leases(self.coordinator.worker))
+                self.coordinator.drop_leases()
         self.beat()
         if self.coordinator.work_elsewhere():
             self.seen_work = True

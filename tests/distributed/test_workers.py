@@ -3,12 +3,10 @@ crawling). Every worker is a real ``scrapy crawl`` process; the registry is the 
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,13 +27,6 @@ SETTINGS = {
     "DISTRIBUTED_WORKER_TIMEOUT": "1.5",
     "DISTRIBUTED_WAIT_SECONDS": "20",
 }
-
-
-def feed_end(fake: FakeNpmRegistry) -> tuple[set[str], str]:
-    """The packages of the fake's feed and its last seq."""
-    with urllib.request.urlopen(f"{fake.changes_url}?since=0&limit=10000") as response:
-        feed = json.load(response)
-    return {change["id"] for change in feed["results"]}, str(feed["last_seq"])
 
 
 def start_worker(workspace: Workspace, env: dict[str, str], *arguments: str) -> subprocess.Popen:
@@ -77,7 +68,8 @@ def stored_names(workspace: Workspace, env: dict[str, str]) -> list[str]:
 def test_two_workers_split_a_full_sync_and_store_every_package_once(workspace, shared_env):
     with FakeNpmRegistry(packages=400, seed=3, latency=0.02).serve() as fake:
         env = {**shared_env, "NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
-        packages, last_seq = feed_end(fake)
+        positions = fake.feed_positions()
+        packages, last_seq = set(positions), str(max(positions.values()))
         workers = [start_worker(workspace, env, "mode=full") for _ in range(2)]
         assert wait_all(workspace, workers) == [0, 0], logs(workspace)
         fetched = {name: count for name, count in fake.requests.items() if name in packages}
@@ -125,7 +117,7 @@ def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env,
         deleted = [name for name in fake.package_names() if not name.startswith("fault-")][:45]
         for name in deleted:
             fake.delete(name)
-        positions = feed_positions(fake)
+        positions = fake.feed_positions()
         fake.reset_counters()
         victim = start_worker(workspace, env, "mode=full")  # it reads the feed: the survivor takes over
         survivor = start_worker(workspace, env, "mode=worker")
@@ -159,13 +151,6 @@ def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env,
             # a stopped worker finishes and stores what it holds (Scrapy's graceful shutdown); what it could
             # not would go back to the queue as it leaves (tests/distributed/test_coordinator.py)
             assert runs["full"]["finish_reason"] == "shutdown"
-
-
-def feed_positions(fake: FakeNpmRegistry) -> dict[str, int]:
-    """The feed seq of every package's latest change."""
-    with urllib.request.urlopen(f"{fake.changes_url}?since=0&limit=10000") as response:
-        feed = json.load(response)
-    return {change["id"]: int(change["seq"]) for change in feed["results"]}
 
 
 def assert_cursor_not_ahead(workspace: Workspace, env: dict[str, str], positions: dict[str, int]) -> None:

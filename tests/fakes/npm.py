@@ -783,6 +783,18 @@ class FakeNpmRegistry:
 
     # ------------------------------------------------------------------------------ feed
 
+    def feed_positions(self) -> dict[str, int]:
+        """The seq of every package's latest change, over all pages of the feed (read in process: no
+        request is counted)."""
+        positions: dict[str, int] = {}
+        since: int | str = 0
+        while True:
+            page = self.changes_page(since, MAX_CHANGES_LIMIT)
+            positions.update({change["id"]: int(change["seq"]) for change in page["results"]})
+            if not page["results"] or not page.get("pending"):
+                return positions
+            since = page["last_seq"]
+
     def changes_page(self, since: int | str = 0, limit: int = DEFAULT_CHANGES_LIMIT) -> dict[str, Any]:
         """One page of the feed as a dict (what ``GET _changes`` returns)."""
         limit = min(max(limit, 0), MAX_CHANGES_LIMIT)

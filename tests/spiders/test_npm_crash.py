@@ -3,12 +3,10 @@ is stored covers every package, and the saved cursor is never ahead of the store
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -23,13 +21,6 @@ SETTINGS = {
     "BATCH_IDLE_SECONDS": "0.3",
     "RETRY_BACKOFF_BASE": "0.05",
 }
-
-
-def feed_positions(fake: FakeNpmRegistry) -> dict[str, int]:
-    """The highest feed seq of every package."""
-    with urllib.request.urlopen(f"{fake.changes_url}?since=0&limit=10000") as response:
-        feed = json.load(response)
-    return {change["id"]: int(change["seq"]) for change in feed["results"]}
 
 
 def start_crawl(workspace, env: dict[str, str]) -> subprocess.Popen:
@@ -54,7 +45,7 @@ def assert_cursor_not_ahead(workspace, positions: dict[str, int]) -> None:
 def test_sigkill_at_several_points_loses_nothing(workspace):
     with FakeNpmRegistry(packages=PACKAGES, seed=11, latency=0.004).serve() as fake:
         env = {"NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
-        positions = feed_positions(fake)
+        positions = fake.feed_positions()
         kills = 0
         # Kill after a growing number of requests served, so the points fall before the first flush,
         # between flushes and cursor saves, and late in the feed.
