@@ -33,32 +33,8 @@ DEAD_LETTER_SAMPLE_BYTES = int(_env("DEAD_LETTER_SAMPLE_BYTES", "4096"))
 RUN_ID = _env("RUN_ID")
 
 # -- sources -------------------------------------------------------------------------------------
-# npm: the registry defaults to the user's npm configuration (npm_config_registry, .npmrc,
-# `npm config get registry`); the replication feed has no default.
-NPM_REGISTRY_URL = _env("NPM_REGISTRY_URL")
-NPM_CHANGES_URL = _env("NPM_CHANGES_URL")
-NPM_CHANGES_PAGE_SIZE = int(_env("NPM_CHANGES_PAGE_SIZE", "1000"))
-NPM_STALE_RETRIES = int(_env("NPM_STALE_RETRIES", "3"))
-NPM_STALE_RETRY_DELAY = float(_env("NPM_STALE_RETRY_DELAY", "2.0"))
-NPM_SEQ_RESET = _env("NPM_SEQ_RESET", "rewind")
-NPM_PROXIES = _env("NPM_PROXIES", "")
-# PyPI: the index base URL defaults to the user's pip configuration (PIP_INDEX_URL, `pip config`),
-# else the pypi-simple library's published endpoint. PYPI_JSON_API: auto (fall back to the simple
-# API per project), true, or false (a mirror that serves only the simple API).
-PYPI_URL = _env("PYPI_URL")
-PYPI_JSON_API = _env("PYPI_JSON_API", "auto")
-PYPI_PAGE_SIZE = int(_env("PYPI_PAGE_SIZE", "1000"))
-PYPI_PROXIES = _env("PYPI_PROXIES", "")
-# GitHub: the API base (GitHub Enterprise: https://<host>/api/v3/); tokens are secrets: read from the
-# environment only, never logged (Scrapy logs only its own settings) nor stored.
-GITHUB_API_URL = _env("GITHUB_API_URL", "https://api.github.com/")
-GITHUB_TOKENS = _env("GITHUB_TOKENS", "")
-GITHUB_TOKEN = _env("GITHUB_TOKEN", "")
-GITHUB_COMMIT_STATS = _env("GITHUB_COMMIT_STATS", "false")
-GITHUB_MAX_WAIT = float(_env("GITHUB_MAX_WAIT", "3700"))
-GITHUB_RATE_LIMIT_RETRIES = int(_env("GITHUB_RATE_LIMIT_RETRIES", "6"))
-GITHUB_PROXIES = _env("GITHUB_PROXIES", "")
-GITHUB_RATE_LIMITS_ENABLED = False  # the github spider's policy turns it on
+# Each source declares its own settings (type, default, secret) in crawler/spiders/<name>/source.py;
+# they are read from -s, this module, or the environment under their own names (README: per source).
 
 # -- retries and proxies -------------------------------------------------------------------------
 # RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override
@@ -87,6 +63,7 @@ ADDONS = {
 }
 EXTENSIONS = {
     "crawler.extensions.services.Services": 0,
+    "crawler.extensions.cursors.Cursors": 0,
     "crawler.distributed.extension.Distributed": 1,  # off unless REDIS_URL is set
     # Spidermon runs the monitors of crawler/monitors/ after CoreStats (0), which sets finish_reason on
     # the same signal, and before RunRecorder (10), so their outcome (spidermon/*) is in ingestion_runs
@@ -102,8 +79,6 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.retry.BackoffRetryMiddleware": 550,
     "crawler.middlewares.proxies.ProxyRotationMiddleware": 740,
-    # off unless a spider turns it on (GITHUB_RATE_LIMITS_ENABLED): GitHub's token budgets
-    "crawler.middlewares.github.GithubRateLimitMiddleware": 560,
     # APIs at configured endpoints, not pages: no robots.txt, cookies, meta refresh or offsite filter
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
@@ -116,7 +91,8 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
-    "crawler.distributed.middleware.LeaseAckMiddleware": 50,  # off unless REDIS_URL is set
+    # closest to the spider: every request's unit of work, and its WorkDone after its output
+    "crawler.middlewares.work.WorkMiddleware": 1000,
 }
 # Scrapy's aiohttp handler costs less CPU per response than the Twisted one (bench/npm_crawl.py); it
 # supports proxies, size caps and data-loss detection the same way.
@@ -149,7 +125,7 @@ MONITOR_MAX_ERROR_RATE = float(_env("MONITOR_MAX_ERROR_RATE", "0.05"))
 # a run may add this many dead letters, or this share of its records if that is more (0: no share)
 MONITOR_MAX_DEAD_LETTERS = int(_env("MONITOR_MAX_DEAD_LETTERS", "100"))
 MONITOR_MAX_DEAD_LETTER_RATIO = float(_env("MONITOR_MAX_DEAD_LETTER_RATIO", "0"))
-# the <source>/backlog a cursor-following run ends with (npm: changes not yet stored)
+# the <source>/backlog a cursor-following run ends with (a feed: changes not yet stored)
 MONITOR_MAX_CURSOR_LAG = int(_env("MONITOR_MAX_CURSOR_LAG", "10000"))
 MONITOR_NOTIFY_ON_SUCCESS = _env("MONITOR_NOTIFY_ON_SUCCESS", "false")
 MONITOR_ALERT_TIMEOUT = float(_env("MONITOR_ALERT_TIMEOUT", "10"))

@@ -21,8 +21,8 @@ def test_there_are_spiders():
 @pytest.mark.parametrize("spider", SPIDERS, ids=lambda s: s.name)
 def test_every_spider_declares_its_policy(spider):
     assert issubclass(spider, SourceSpider), "build spiders on crawler.spiders.base.SourceSpider"
-    assert isinstance(spider.__dict__.get("policy"), SourcePolicy), f"{spider.name} must declare its own policy"
-    policy = spider.policy
+    assert isinstance(spider.declaration.policy, SourcePolicy), f"{spider.name} must declare its own policy"
+    policy = spider.declaration.policy
     assert 1 <= policy.concurrency <= 100, "concurrency must stay under the sources' secondary limits"
     assert policy.retries >= 1 and policy.backoff_base > 0
     assert 429 in policy.retry_http_codes and 503 in policy.retry_http_codes
@@ -34,9 +34,9 @@ def test_every_spider_declares_its_policy(spider):
 @pytest.mark.parametrize("spider", SPIDERS, ids=lambda s: s.name)
 def test_policy_becomes_the_spider_settings(spider):
     settings = spider.custom_settings
-    assert settings["CONCURRENT_REQUESTS_PER_DOMAIN"] == spider.policy.concurrency
-    assert settings["RETRY_TIMES"] == spider.policy.retries
-    assert settings["DOWNLOAD_MAXSIZE"] == spider.policy.max_response_bytes
+    assert settings["CONCURRENT_REQUESTS_PER_DOMAIN"] == spider.declaration.policy.concurrency
+    assert settings["RETRY_TIMES"] == spider.declaration.policy.retries
+    assert settings["DOWNLOAD_MAXSIZE"] == spider.declaration.policy.max_response_bytes
 
 
 @pytest.mark.parametrize("spider", SPIDERS, ids=lambda s: s.name)

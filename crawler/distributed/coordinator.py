@@ -362,6 +362,13 @@ class Coordinator:
         )
         return bool(opened)
 
+    def add_units(self, units: Iterable[tuple[str, str]]) -> None:
+        """Add (page, unit) pairs: work a unit of the page yielded, registered before it is queued."""
+        pipe = self.server.pipeline(transaction=False)
+        for page, unit in units:
+            pipe.sadd(self.keys.units(page), unit)
+        pipe.execute()
+
     def units_done(self, units: Iterable[tuple[str, str]]) -> bool:
         """Mark (page, unit) pairs stored; True if a cursor value was released."""
         pipe = self.server.pipeline(transaction=False)

@@ -31,7 +31,7 @@ from twisted.internet import task
 
 from crawler.distributed.coordinator import Coordinator, Keys
 from crawler.extensions.services import Services
-from crawler.items.control import LeaseDone, UnitDone
+from crawler.items.control import WorkDone
 
 logger = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.5
@@ -182,32 +182,27 @@ class Distributed:
 
     # -- used by spiders and the store pipeline ------------------------------------------------------
 
-    def lease_done(self, meta: dict[str, Any]) -> list[LeaseDone]:
-        """The acknowledgement to yield after the output of the request with this meta, if it was leased."""
-        lease = meta.get("lease")
-        if lease is None:
-            return []
+    def expect_ack(self) -> None:
+        """A unit's :class:`WorkDone` is on its way to the store: this worker holds work until it is applied."""
         with self._acks_lock:
             self.pending_acks += 1
-        return [LeaseDone(lease)]
 
-    def acknowledge(self, items: Sequence[UnitDone | LeaseDone]) -> None:
-        """Apply acknowledgements whose records are stored (on the metadata thread): mark page units
-        done, save any cursor that moved, then drop the leases. If this fails, the leases stay held and
-        go back to the queue when the worker leaves."""
-        leases = [item.lease for item in items if isinstance(item, LeaseDone)]
+    def acknowledge(self, items: Sequence[WorkDone]) -> None:
+        """Apply the WorkDone items whose records are stored (on the metadata thread): complete their
+        units in the shared pages, save any cursor that moved, then drop the leases. If this fails, the
+        leases stay held and go back to the queue when the worker leaves."""
+        leases = [item.lease for item in items if item.lease is not None]
         try:
-            units = [(item.page, item.unit) for item in items if isinstance(item, UnitDone)]
+            units = [(page, item.unit) for item in items for page in item.pages]
             if units and self.coordinator.units_done(units):
-                source = next(item.source for item in items if isinstance(item, UnitDone))
-                self._save_released_cursors(source)
+                self._save_released_cursors(self.crawler.spider.source)
             self.coordinator.drop_leases(leases)
         except Exception:
             self.ack_failures += 1
             raise
         finally:
             with self._acks_lock:
-                self.pending_acks -= len(leases)
+                self.pending_acks -= len(items)
 
     def _save_released_cursors(self, source: str) -> None:
         services = self.crawler.get_extension(Services)

@@ -78,7 +78,7 @@ class LeasingScheduler(Scheduler):
         return scheduler
 
     def enqueue_request(self, request: Request) -> bool:
-        # Credentials a downloader middleware added (GitHub tokens) are added again when the request is
+        # Credentials a downloader middleware added (API tokens) are added again when the request is
         # sent: a retry's copy must not store them in Redis.
         for header in request.meta.pop(CREDENTIAL_HEADERS_META, ()):
             request.headers.pop(header, None)

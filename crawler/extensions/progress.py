@@ -5,8 +5,8 @@
 Items are ``item_scraped_count`` (records, tombstones included), responses ``response_received_count``.
 The rate is the items per second over the last ``PROGRESS_RATE_WINDOW`` seconds (default 60): recent
 enough to follow a slowdown, long enough not to jump with every batch. The backlog is the stat
-``<source>/backlog`` that a cursor-following spider keeps (npm: changes after the page read plus
-packuments in flight; PyPI: projects left); with it comes ETA = backlog / rate. A worker of a distributed
+``<source>/backlog`` that a cursor-following spider keeps (a feed: changes after the page read plus
+requests in flight; an index listing: entries left); with it comes ETA = backlog / rate. A worker of a distributed
 crawl adds the shared queue and the live workers (``distributed/queued``, ``distributed/workers``, read at
 each heartbeat). A last line is logged when the spider closes.
 """

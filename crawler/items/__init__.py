@@ -1,12 +1,9 @@
-"""Record types: one per namespace. Importing this package registers them all."""
+"""Record types: the base here, one type per namespace in each source's package.
 
-import importlib
-import pkgutil
+``Record.registry`` lists every source's record types (reading it imports the source packages), so
+that the query layer, compaction and the generated documentation see every namespace.
+"""
 
 from crawler.items.base import METADATA_FIELDS, JsonText, Record, arrow_schema
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("base", "fields"):
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METADATA_FIELDS", "JsonText", "Record", "arrow_schema"]

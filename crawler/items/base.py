@@ -40,6 +40,57 @@ def _to_json_text(value: Any) -> str | None:
 JsonText = Annotated[Any, _JsonColumn(), PlainSerializer(_to_json_text, return_type=str | None)]
 
 
+class _Registry(dict[str, type["Record"]]):
+    """Record types by namespace. Reading it first imports every source package (whose record types
+    register themselves), so that the query layer, compaction and the docs see every namespace."""
+
+    _loading = False
+    _loaded = False
+
+    def _load(self) -> None:
+        if not (self._loaded or self._loading):
+            self._loading = True
+            try:
+                from crawler.sources import all_sources
+
+                all_sources()
+                self._loaded = True
+            finally:
+                self._loading = False
+
+    def __getitem__(self, key: str) -> type[Record]:
+        self._load()
+        return super().__getitem__(key)
+
+    def __iter__(self) -> Any:
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._load()
+        return super().get(key, default)
+
+    def keys(self) -> Any:
+        self._load()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load()
+        return super().items()
+
+
 class Record(BaseModel):
     """Base of every stored record type.
 
@@ -56,16 +107,16 @@ class Record(BaseModel):
     key: ClassVar[tuple[str, ...]]
     schema_version: ClassVar[int] = 1
 
-    registry: ClassVar[dict[str, type[Record]]] = {}
+    registry: ClassVar[dict[str, type[Record]]] = _Registry()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         namespace = cls.__dict__.get("namespace")
         if namespace is not None:
-            other = Record.registry.get(namespace)
+            other = dict.get(Record.registry, namespace)
             if other is not None and other.__qualname__ != cls.__qualname__:
                 raise TypeError(f"namespace {namespace!r} is declared by {other} and {cls}")
-            Record.registry[namespace] = cls
+            dict.__setitem__(Record.registry, namespace, cls)
 
     def key_value(self) -> str:
         """The primary key as one string (parts joined by ``/``)."""

@@ -1,4 +1,4 @@
-"""Control items: yielded by spiders to steer the pipelines; never stored as records."""
+"""Control items: made by the core (never by spiders) to steer the store pipeline; never stored as records."""
 
 from __future__ import annotations
 
@@ -19,25 +19,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
-class UnitDone:
-    """Unit ``unit`` (a package) of page ``page`` (e.g. of a feed) is yielded, records first.
-
-    In one process the store pipeline completes the page's unit on arrival (checkpoints released then
-    follow the unit's records); in a distributed crawl it takes effect once the records before it are
-    stored, in Redis (:mod:`crawler.distributed`).
+class WorkDone:
+    """The work of one request (unit ``unit``) is handed on: its callback's (or errback's) output came
+    before this item. It completes the unit in the cursor pages ``pages`` it belongs to
+    (:mod:`crawler.extensions.cursors`), and in a distributed crawl drops its lease once what came
+    before it is stored. ``failed``: the request ended as a dead letter.
     """
 
-    source: str
-    page: int | str
     unit: str
-
-
-@dataclass(frozen=True)
-class LeaseDone:
-    """Distributed crawls: the work of a leased request is yielded; drop the lease once it is stored."""
-
-    lease: str
+    pages: tuple[str, ...] = ()
+    failed: bool = False
+    lease: str | None = None
 
 
 #: control items the store pipeline holds back until the records before them are stored
-ControlItem = Checkpoint | UnitDone | LeaseDone
+ControlItem = Checkpoint | WorkDone

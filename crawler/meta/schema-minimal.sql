@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS ingestion_runs_started
 CREATE TABLE IF NOT EXISTS sync_state (
     source       TEXT NOT NULL,
     cursor_key   TEXT NOT NULL,
-    cursor_value TEXT,                -- opaque to this layer (the npm seq is stored as a string)
+    cursor_value TEXT,                -- opaque to this layer (a feed position is stored as a string)
     updated_at   TEXT NOT NULL,
     run_id       TEXT,
     PRIMARY KEY (source, cursor_key)

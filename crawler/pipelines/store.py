@@ -18,8 +18,9 @@ from twisted.internet import task, threads
 from twisted.internet.defer import Deferred
 
 from crawler.distributed.extension import Distributed
+from crawler.extensions.cursors import Cursors
 from crawler.extensions.services import Services
-from crawler.items.control import Checkpoint, LeaseDone, UnitDone
+from crawler.items.control import Checkpoint, WorkDone
 from crawler.pipelines.batching import Batch, Batcher
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.ledger import CursorLedger
@@ -35,6 +36,7 @@ class StorePipeline:
         self.services = services
         #: set when the crawl is shared by workers through Redis (crawler.distributed)
         self.distributed = crawler.get_extension(Distributed)
+        self.cursors = crawler.get_extension(Cursors)
         config = services.config
         self.batcher = Batcher(config.batch_max_records, config.batch_max_bytes, config.batch_idle_seconds)
         self.ledger = CursorLedger()
@@ -77,13 +79,15 @@ class StorePipeline:
         )
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, UnitDone) and self.distributed is None:
-            # the unit's records arrived before it: checkpoints it releases come after them
-            for checkpoint in self.crawler.spider.checkpoints.complete(item.page):
-                self.ledger.add(checkpoint, self.receipt)
-            raise DropItem(f"control item {item}", log_level="DEBUG")
-        if isinstance(item, Checkpoint | UnitDone | LeaseDone):
-            self.ledger.add(item, self.receipt)
+        for checkpoint in self.cursors.take_released():  # positions with nothing left to wait for
+            self.ledger.add(checkpoint, self.receipt)
+        if isinstance(item, WorkDone):
+            if self.distributed is None:
+                # the unit's records arrived before it: checkpoints it releases come after them
+                for checkpoint in self.cursors.complete(item):
+                    self.ledger.add(checkpoint, self.receipt)
+            else:
+                self.ledger.add(item, self.receipt)  # acknowledged in Redis once what came before is stored
             # Applied later, after the data before it; not a scraped item.
             raise DropItem(f"control item {item}", log_level="DEBUG")
         if not isinstance(item, StampedRecord):
@@ -152,6 +156,8 @@ class StorePipeline:
             await self._save_ready_cursors()
 
     async def close_spider(self) -> None:
+        for checkpoint in self.cursors.take_released():
+            self.ledger.add(checkpoint, self.receipt)
         if self._idle_loop is not None and self._idle_loop.running:
             self._idle_loop.stop()
         if self._idle_loop_done is not None:

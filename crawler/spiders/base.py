@@ -1,26 +1,38 @@
-"""The base every source spider builds on.
+"""The base every source spider builds on: :class:`SourceSpider`.
 
-A source spider is thin: it names its ``source``, declares its :class:`~crawler.policy.SourcePolicy`
-and the record types it yields, builds requests and turns responses into records. The base gives it:
+Checklist for a new source (the existing packages show a feed, an index listing and an API walked by
+links):
 
-* its policy applied as Scrapy settings (``custom_settings``), overridable from the command line;
-* ``**kwargs`` acceptance, so scrapyd's ``_job`` and other deployment arguments never break a crawl;
-* :meth:`dead_letter`, :meth:`parse_json` and :meth:`build` — bad input becomes a dead letter in
-  ``failed_messages`` and the crawl goes on (DESIGN §3.3);
-* :meth:`errback`, the default errback: a request that failed after its retries is a dead letter;
-* :meth:`make_checkpoints`: :class:`OrderedCheckpoints`, which releases cursor checkpoints only once all
-  work before them is done — or, in a distributed crawl, :class:`SharedCheckpoints`, which does the same
-  across workers through Redis (:mod:`crawler.distributed`).
+1. A package ``crawler/spiders/<name>/`` with ``source.py`` (``SOURCE = Source(...)``: record types,
+   modes, policy, settings, schedule, own middlewares or download handlers — :mod:`crawler.sources`),
+   ``records.py`` (one :class:`~crawler.items.base.Record` per namespace, with its key and, where the
+   source has one, its ``version`` column) and ``spider.py`` (a ``SourceSpider`` with
+   ``declaration = SOURCE``). Nothing outside the package names the source.
+2. Arguments: ``__init__(self, <arguments>, **kwargs)``; named crawls call :meth:`names_and_mode` and
+   implement :meth:`name_request`; listings implement :meth:`start_listing`.
+3. Settings: read them from ``self.options`` (typed and checked before the crawl starts).
+4. Callbacks turn a response into records, tombstones or dead letters: use :meth:`parse_json`,
+   :meth:`build` and :meth:`dead_letter` (always pass ``response=``). A callback that raises becomes a
+   dead letter; a failed download too (:meth:`errback`; a custom errback must ``yield from
+   self.errback(failure)``).
+5. Cursors: declare what a position covers — :meth:`checkpoint` in a callback, :meth:`cursor_page` for
+   a listing's page — and mark a feed's next page :meth:`independent`. Never yield control items and
+   never save a cursor: :mod:`crawler.extensions.cursors` does it once the covered records are stored.
+6. Pace a long listing with :meth:`more_work` and :attr:`outstanding`.
+7. Tests: a loopback fake in ``tests/fakes/``, the source's tests, and the checks over every source
+   (``tests/test_sources.py``) pass without editing them: name callbacks ``parse_*`` and list one
+   request per callback in :meth:`smoke_requests`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import threading
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from functools import cached_property
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -30,19 +42,17 @@ from pydantic import ValidationError
 from scrapy import signals
 from scrapy.exceptions import UsageError
 from scrapy.http import Response
+from scrapy.settings import BaseSettings
 from twisted.python.failure import Failure
 
-from crawler.distributed.coordinator import Coordinator
 from crawler.distributed.extension import Distributed
+from crawler.extensions.cursors import FAILED_META, INDEPENDENT_META, Cursors
 from crawler.extensions.services import Services
 from crawler.items import Record
-from crawler.items.control import Checkpoint, UnitDone
-from crawler.policy import SourcePolicy
+from crawler.sources import Source
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
-#: the unit of a page that stands for reading the page itself (what it yields besides its requests)
-PAGE_READING = ""
 #: the mode of a process that only takes work from a distributed crawl's shared queue
 WORKER_MODE = "worker"
 SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|credential", re.IGNORECASE)
@@ -51,24 +61,47 @@ SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|credential", re
 class SourceSpider(scrapy.Spider):
     """Base of every source spider; see the module docstring."""
 
-    #: the source name, used for cursors, dead letters and ``_source``; defaults to ``name``
+    #: the source's declaration (``crawler/spiders/<name>/source.py``)
+    declaration: ClassVar[Source]
+    #: the source name, used for cursors, dead letters and ``_source`` (from the declaration)
     source: ClassVar[str]
-    policy: ClassVar[SourcePolicy]
-    #: the record types this spider yields (one per namespace it writes)
+    #: the record types this spider yields (one per namespace it writes; from the declaration)
     records: ClassVar[tuple[type[Record], ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "source" not in cls.__dict__ and "name" in cls.__dict__:
-            cls.source = cls.name
-        if "policy" in cls.__dict__:
-            cls.custom_settings = {
-                **cls.policy.scrapy_settings(),
-                **(cls.__dict__.get("custom_settings") or {}),
-            }
+        declaration = cls.__dict__.get("declaration")
+        if declaration is None:
+            return
+        cls.name = cls.source = declaration.name
+        cls.records = declaration.records
+        cls.custom_settings = {
+            **declaration.policy.scrapy_settings(),
+            **(cls.__dict__.get("custom_settings") or {}),
+        }
 
-    #: the cursor this run's checkpoints move (a spider with several sets it per mode)
-    cursor_key: str = "default"
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        """The policy (``custom_settings``), then the source's own settings and components: a declared
+        setting not given with ``-s`` or in the project is read from the environment, else its default;
+        the source's middlewares and download handlers join the project's."""
+        super().update_settings(settings)
+        declaration = cls.__dict__.get("declaration") or getattr(cls, "declaration", None)
+        if declaration is None:
+            return
+        for setting in declaration.settings:
+            if settings.get(setting.name) in (None, "") and os.environ.get(setting.name):
+                settings.set(setting.name, os.environ[setting.name], priority="project")
+            elif settings.get(setting.name) is None and setting.default is not None:
+                settings.set(setting.name, setting.default, priority="default")
+        # The merged dicts at spider priority: Scrapy re-applies the process's settings to a crawler it
+        # creates (``CrawlerProcess.create_crawler``), which would replace a dict changed in place.
+        for name, own in (
+            ("DOWNLOADER_MIDDLEWARES", declaration.downloader_middlewares),
+            ("DOWNLOAD_HANDLERS", declaration.download_handlers),
+        ):
+            if own:
+                settings.set(name, {**settings.getdict(name), **own}, priority="spider")
 
     #: start requests allowed to wait in the scheduler before ``start()`` pauses: memory stays flat
     #: however many names a crawl is given
@@ -85,20 +118,26 @@ class SourceSpider(scrapy.Spider):
         super().__init__(*args, **kwargs)
         #: the crawl's arguments as recorded in ``ingestion_runs`` (set by ``from_crawler``)
         self.arguments: dict[str, Any] = {}
+        #: the source's declared settings, typed and checked (set by ``from_crawler``)
+        self.options: dict[str, Any] = {}
+        self._lookup: Any = None  # a DuckDB connection over what earlier runs stored (stored_before)
+        self._lookup_lock = threading.Lock()
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.arguments = {k: v for k, v in kwargs.items() if not k.startswith("_") and not SECRET_NAME.search(k)}
+        spider.options = cls.declaration.read_settings(crawler.settings)
         if getattr(spider, "mode", None) == WORKER_MODE and not crawler.settings.get("REDIS_URL"):
             raise UsageError(f"{spider.name}: mode=worker joins a distributed crawl: set REDIS_URL")
         return spider
 
     def names_and_mode(
-        self, packages: str | None, packages_file: str | None, mode: str | None, modes: tuple[str, ...]
+        self, packages: str | None, packages_file: str | None, mode: str | None
     ) -> tuple[list[str], str]:
         """Package names from ``-a packages=a,b`` and/or ``-a packages_file=…`` (one per line), and the
-        mode: ``named`` when names are given, else ``mode`` (default ``incremental``), checked against ``modes``.
+        mode: ``named`` when names are given, else ``mode`` (default ``incremental``), checked against the
+        declared modes.
 
         ``mode=worker`` is every spider's: join a distributed crawl (``REDIS_URL``) and take work from its
         shared queue only."""
@@ -108,6 +147,7 @@ class SourceSpider(scrapy.Spider):
         if self.shard is not None:
             index, count = self.shard
             names = [n for n in dict.fromkeys(names) if zlib.crc32(n.encode()) % count == index]
+        modes = self.declaration.modes
         chosen = mode or ("named" if names or self.shard else "incremental")
         if chosen == WORKER_MODE:
             return [], chosen
@@ -181,39 +221,126 @@ class SourceSpider(scrapy.Spider):
         overlapping names fetch each once. A single process de-duplicates names itself, for less."""
         return self.distributed is not None
 
-    @cached_property
-    def checkpoints(self) -> OrderedCheckpoints | SharedCheckpoints:
-        """Checkpoints of the cursor ``cursor_key``: kept in this process, or shared by the workers of a
-        distributed crawl. Built on first use (extensions do not exist yet in ``from_crawler``)."""
-        if self.distributed is not None:
-            return SharedCheckpoints(self.distributed.coordinator, self.source, self.cursor_key)
-        return OrderedCheckpoints(self.source, self.cursor_key)
+    @property
+    def cursors(self) -> Cursors:
+        cursors = self.crawler.get_extension(Cursors)
+        assert cursors is not None, "crawler.extensions.cursors.Cursors must be enabled"
+        return cursors
+
+    # -- cursors: what a position covers (crawler.extensions.cursors) -------------------------------
+
+    def checkpoint(
+        self,
+        response: Response,
+        value: str,
+        *,
+        key: str = "default",
+        stream: str | None = None,
+        hold_on_failure: bool = False,
+    ) -> None:
+        """Cursor ``key`` may move to ``value`` once this response's output and the work of every request
+        it yields from now on are stored, and every earlier position of ``stream`` (default: ``key``) is.
+        ``hold_on_failure``: not if any of that work ended as a dead letter (nor any later position of
+        the stream, this run)."""
+        self.cursors.checkpoint(response.meta, value, key, stream, hold_on_failure)
+
+    def cursor_page(
+        self,
+        value: str | None,
+        requests: Sequence[scrapy.Request] = (),
+        *,
+        key: str = "default",
+        stream: str | None = None,
+        hold_on_failure: bool = False,
+    ) -> list[scrapy.Request]:
+        """Cursor ``key`` may move to ``value`` once the work of ``requests`` (yield them) is stored, and
+        every earlier position of ``stream`` is; with no requests, as soon as the earlier ones are. A None
+        value moves no cursor: the page only keeps its place in the stream's order."""
+        return self.cursors.page(value, requests, key, stream, hold_on_failure)
+
+    @staticmethod
+    def independent(request: scrapy.Request) -> scrapy.Request:
+        """Mark a request as new work (a feed's next page): it joins none of the pages of the response
+        that yields it, so their positions do not wait for everything after them."""
+        request.meta[INDEPENDENT_META] = True
+        return request
+
+    @property
+    def outstanding(self) -> int:
+        """Requests handed to the scheduler whose callback has not finished (for back-pressure)."""
+        return self.cursors.outstanding
+
+    def more_work(self) -> Iterable[scrapy.Request]:
+        """Called after every response's output: requests to add now (a listing that queues its pages
+        as earlier ones drain). Default: none."""
+        return ()
+
+    # -- bad input (DESIGN §3.3) ----------------------------------------------------------------------
 
     def dead_letter(
-        self, reason: str, *, url: str | None = None, payload: bytes | str | None = None, attempts: int = 1
+        self,
+        reason: str,
+        *,
+        response: Response | None = None,
+        url: str | None = None,
+        payload: bytes | str | None = None,
+        attempts: int = 1,
     ) -> None:
-        """Record an input that could not be processed, count it, and go on."""
+        """Record an input that could not be processed, count it, and go on. With ``response``, its unit
+        of work is marked failed (a cursor page that holds on failure then stays where it is)."""
+        if response is not None:
+            response.meta[FAILED_META] = True
+            url = url or response.url
         self.services.dead_letter(reason, url=url, payload=payload, attempts=attempts)
+
+    def not_found(self, key: str, response: Response) -> None:
+        """A key the source does not have, never stored and not reported deleted (a typo in a named
+        crawl): a dead letter and a warning, not a tombstone."""
+        self.logger.warning("%s: %r not found at the source (never stored): no tombstone written", self.name, key)
+        self.dead_letter("not_found", response=response, payload=response.body)
+
+    async def stored_before(self, record_type: type[Record], key: str) -> bool:
+        """Whether a record of ``record_type`` with this key was stored by an earlier run (a tombstone
+        is written only for those, or for keys the source itself reports deleted)."""
+        return await asyncio.to_thread(self._stored_before, record_type, key)
+
+    def _stored_before(self, record_type: type[Record], key: str) -> bool:
+        from crawler.query.views import connect  # DuckDB is loaded only by the runs that need it
+
+        with self._lookup_lock:
+            if self._lookup is None:
+                self._lookup = connect(self.services.store)
+            columns = ", ".join(f'"{column}"' for column in record_type.key)
+            found = self._lookup.execute(
+                f"SELECT 1 FROM \"{record_type.table}_history\" WHERE concat_ws('/', {columns}) = ? LIMIT 1", [key]
+            ).fetchone()
+        return found is not None
 
     def parse_json(self, response: Response) -> Any | None:
         """The response body as JSON, or None after recording a dead letter."""
         try:
             return orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
-            self.dead_letter(f"invalid_json: {exc}", url=response.url, payload=response.body)
+            self.dead_letter(f"invalid_json: {exc}", response=response, payload=response.body)
             return None
 
-    def build(self, factory: Callable[..., R], payload: Any, *, url: str, raw: bytes | None = None) -> R | None:
+    def build(
+        self, factory: Callable[..., R], payload: Any, *, response: Response, raw: bytes | None = None
+    ) -> R | None:
         """``factory(payload)``, or None after recording a dead letter when it does not validate."""
         try:
             return factory(payload)
-        except (ValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            reason = f"invalid_record: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            self.dead_letter(reason, url=url, payload=raw if raw is not None else orjson.dumps(payload, default=str))
+        except (ValidationError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            reason = f"invalid_record: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            try:
+                sample = raw if raw is not None else orjson.dumps(payload, default=str)
+            except (TypeError, orjson.JSONEncodeError):
+                sample = response.body
+            self.dead_letter(reason, response=response, payload=sample)
             return None
 
     def errback(self, failure: Failure) -> Iterator[Any]:
-        """A request that failed for good (after retries) becomes a dead letter."""
+        """A request that failed for good (after retries) becomes a dead letter, and its unit completes."""
         request = getattr(failure, "request", None)
         response = getattr(failure.value, "response", None)
         if response is not None:
@@ -224,10 +351,20 @@ class SourceSpider(scrapy.Spider):
             payload = None
         retries = request.meta.get("retry_times", 0) if request is not None else 0
         self.dead_letter(reason, url=request.url if request else None, payload=payload, attempts=retries + 1)
-        yield from self.request_finished(request.meta if request is not None else {})
-        if request is not None and self.distributed is not None:
-            # errback output skips the spider middlewares, so the lease is acknowledged here
-            yield from self.distributed.lease_done(request.meta)
+        if request is not None:
+            request.meta[FAILED_META] = True
+            done = self.cursors.finished(request.meta)
+            if done is not None:
+                yield done
+
+    #: the arguments of a crawl that builds without a network (for the checks over every source)
+    smoke_arguments: ClassVar[dict[str, str]] = {}
+
+    def smoke_requests(self) -> list[scrapy.Request]:
+        """One request per callback (every ``parse_*`` method), built as the spider builds them:
+        ``tests/test_sources.py`` answers each with an error, an empty, a garbage and an HTML body and
+        checks that each ends as a dead letter, never as a crash."""
+        raise NotImplementedError(f"{self.name}: list one request per callback in smoke_requests()")
 
     @classmethod
     def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
@@ -236,13 +373,6 @@ class SourceSpider(scrapy.Spider):
         Used by ``scrapy replay-failed``; a source that can retry its dead letters overrides it.
         """
         return {}, []
-
-    def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
-        """Called when a request's work is done (record yielded, tombstone, or dead letter).
-
-        Subclasses that track cursors override it to release checkpoints; the default does nothing.
-        """
-        return iter(())
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -255,83 +385,3 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
     if not 0 <= index < count:
         raise UsageError(f"shard {value!r}: need 0 <= i < n")
     return index, count
-
-
-class OrderedCheckpoints:
-    """Release cursor checkpoints in order, each once every unit of work opened before it is done.
-
-    A spider opens a *page* (e.g. one page of a changes feed) with its units of work (the requests it
-    spawned) and the cursor value reached after it. When a unit's work is yielded, :meth:`done` gives the
-    :class:`~crawler.items.control.UnitDone` to yield after it; the store pipeline calls :meth:`complete`
-    when that item reaches it — after the unit's records, which then have their place in the store's
-    arrival order. A page's checkpoint is released when its own units and those of every earlier page are
-    complete, so the cursor never passes a record the store has not received. (The spider cannot release
-    checkpoints itself: Scrapy pulls a callback's output ahead of processing it, so a checkpoint released
-    in one callback can reach the store before the records of another.)
-    """
-
-    def __init__(self, source: str, key: str = "default") -> None:
-        self.source = source
-        self.key = key
-        self._pages: dict[int, list[Any]] = {}  # page id -> [units not complete, cursor value, cursor key]
-        self._next_id = 0
-        self._head = 0  # the oldest page not yet released
-        #: units opened and not yet done in the spider (for the spider's back-pressure)
-        self.outstanding = 0
-
-    def open(self, value: str, units: Sequence[str], key: str | None = None) -> tuple[int, list[Checkpoint]]:
-        """Register a page and its units of work (e.g. package names); returns its id and any
-        checkpoints released at once (a page with no work, once every earlier page is complete)."""
-        page = self._next_id
-        self._next_id += 1
-        self._pages[page] = [len(units), value, key or self.key]
-        self.outstanding += len(units)
-        return page, self._release()
-
-    def done(self, page: int, unit: str) -> list[UnitDone]:
-        """One unit of ``page`` was yielded; returns the item to yield after its records."""
-        self.outstanding -= 1
-        return [UnitDone(self.source, page, unit)]
-
-    def complete(self, page: int) -> list[Checkpoint]:
-        """The store received a unit of ``page``; returns the checkpoints that are now safe to queue."""
-        entry = self._pages[page]
-        entry[0] -= 1
-        return self._release() if entry[0] == 0 else []
-
-    def _release(self) -> list[Checkpoint]:
-        released: dict[str, Checkpoint] = {}  # per cursor key only the newest matters
-        while self._head in self._pages and self._pages[self._head][0] <= 0:
-            _, value, key = self._pages.pop(self._head)
-            released.pop(key, None)
-            released[key] = Checkpoint(self.source, value, key)
-            self._head += 1
-        return list(released.values())
-
-
-class SharedCheckpoints:
-    """:class:`OrderedCheckpoints` for a distributed crawl: pages and their units live in Redis, so a
-    unit may finish on any worker; a page's cursor value is saved once it and every earlier page are
-    stored (see :mod:`crawler.distributed.coordinator`).
-
-    ``open`` and ``done`` return :class:`~crawler.items.control.UnitDone` items: like checkpoints, they
-    take effect only after the records yielded before them are stored.
-    """
-
-    #: nothing to hold back locally: the shared queue serves feed pages after the queued packages
-    outstanding = 0
-
-    def __init__(self, coordinator: Coordinator, source: str, key: str = "default") -> None:
-        self.coordinator = coordinator
-        self.source = source
-        self.key = key
-
-    def open(self, value: str, units: Sequence[str], key: str | None = None) -> tuple[str, list[UnitDone]]:
-        key = key or self.key
-        page = f"{key}:{value}"
-        self.coordinator.open_page(page, value, key, units)
-        # a page with no work is released as soon as the pages before it are
-        return page, [] if units else [UnitDone(self.source, page, "")]
-
-    def done(self, page: str, unit: str) -> list[UnitDone]:
-        return [UnitDone(self.source, page, unit)]

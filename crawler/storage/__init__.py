@@ -3,7 +3,7 @@
 Use :func:`open_store` with the ``STORAGE_URI`` setting::
 
     store = open_store("s3://data-ingestion/prod")
-    store.put_bytes("npm/_metadata/catalog.json", b"{}", content_type="application/json")
+    store.put_bytes("ns/_metadata/catalog.json", b"{}", content_type="application/json")
 """
 
 from __future__ import annotations

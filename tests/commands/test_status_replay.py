@@ -30,9 +30,9 @@ def test_replay_failed_then_status(workspace, fake_npm, npm_env):
 
 
 def test_replay_arguments_per_source():
-    from crawler.spiders.github import GithubSpider
-    from crawler.spiders.npm import NpmSpider
-    from crawler.spiders.pypi import PypiSpider
+    from crawler.spiders.github.spider import GithubSpider
+    from crawler.spiders.npm.spider import NpmSpider
+    from crawler.spiders.pypi.spider import PypiSpider
 
     rows = [
         {"id": 1, "url": "http://127.0.0.1:1/reg/@scope%2Fname"},

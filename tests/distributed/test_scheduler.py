@@ -12,7 +12,7 @@ from scrapy.utils.test import get_crawler
 from crawler.distributed.coordinator import Coordinator, Keys
 from crawler.distributed.scheduler import LEASE_META, LeasingScheduler
 from crawler.middlewares import CREDENTIAL_HEADERS_META
-from crawler.middlewares.github import GithubRateLimitMiddleware
+from crawler.spiders.github.middleware import GithubRateLimitMiddleware
 from tests.conftest import REDIS_TEST_URL
 
 
@@ -58,7 +58,7 @@ def test_duplicates_are_filtered_across_workers(redis_prefix):
 
 
 def test_credentials_added_by_a_middleware_never_reach_the_shared_queue(redis_prefix):
-    crawler = get_crawler(settings_dict={"GITHUB_RATE_LIMITS_ENABLED": True, "GITHUB_TOKENS": "ghp_secret1"})
+    crawler = get_crawler(settings_dict={"GITHUB_TOKENS": "ghp_secret1"})
     middleware = GithubRateLimitMiddleware.from_crawler(crawler)
     request = scrapy.Request("http://127.0.0.1:9/users/octocat", dont_filter=True)
     asyncio.run(middleware.process_request(request))

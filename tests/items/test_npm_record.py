@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from crawler.items import Record, arrow_schema
-from crawler.items.npm import NpmPackage
+from crawler.spiders.npm.records import NpmPackage
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "npm"
 SAMPLES = Path(__file__).parents[3] / "shared" / "samples" / "npm"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.items.pypi import PypiPackage, latest_version, license_of, metadata_fields, normalize_name
+from crawler.spiders.pypi.records import PypiPackage, latest_version, license_of, metadata_fields, normalize_name
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "pypi"
 SAMPLES = Path(__file__).parents[3] / "shared" / "samples" / "pypi"
@@ -66,7 +66,10 @@ def test_simple_page_record_with_core_metadata():
     assert record.requires_dist == ["requests>=2"]
     assert record.repository_url == "https://github.com/ada-example/tiny-tool"
     assert record.release_count == 2 and record.last_serial == 77
-    assert metadata_fields(b"Name: x\n")["summary"] is None
+    assert metadata_fields(b"Metadata-Version: 2.1\nName: x\n")["summary"] is None
+    for not_metadata in (b"", b"Name: x\n", b"<html><body>Not Found</body></html>"):
+        with pytest.raises(ValueError, match="not a core metadata file"):
+            metadata_fields(not_metadata)
 
 
 def test_tombstone_uses_the_normalized_key():

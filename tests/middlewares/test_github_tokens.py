@@ -1,7 +1,7 @@
 import pytest
 from scrapy.exceptions import IgnoreRequest
 
-from crawler.middlewares.github import TokenPool, resource_of
+from crawler.spiders.github.middleware import TokenPool, resource_of
 
 
 class Clock:

@@ -5,7 +5,7 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
 from crawler.middlewares.proxies import ProxyRotationMiddleware
-from crawler.spiders.npm import NpmSpider
+from crawler.spiders.npm.spider import NpmSpider
 
 
 def middleware(proxies: str) -> ProxyRotationMiddleware:

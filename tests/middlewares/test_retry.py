@@ -7,7 +7,7 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
 from crawler.middlewares.retry import BackoffRetryMiddleware
-from crawler.spiders.npm import NpmSpider
+from crawler.spiders.npm.spider import NpmSpider
 
 
 def middleware(**settings) -> BackoffRetryMiddleware:

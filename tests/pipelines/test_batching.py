@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from crawler.items.npm import NpmPackage
 from crawler.pipelines.batching import Batcher
+from crawler.spiders.npm.records import NpmPackage
 
 
 def row(name: str, when: datetime | None = None) -> dict:

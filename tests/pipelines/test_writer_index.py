@@ -3,11 +3,11 @@ from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
-from crawler.items.npm import NpmPackage
 from crawler.meta import MetaDB
 from crawler.pipelines.batching import Batcher
 from crawler.pipelines.index import PartitionIndex, catalog_key
 from crawler.pipelines.writer import BatchWriter
+from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import open_store
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from crawler.items.npm import NpmPackage
 from crawler.meta import MetaDB
 from crawler.pipelines.batching import Batcher
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.writer import BatchWriter
+from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import ObjectStore
 
 PACKAGES = 25

@@ -22,9 +22,9 @@ from fastapi import FastAPI
 from scrapy.settings import Settings
 
 from crawler.items import Record
-from crawler.items.npm import NpmPackage
 from crawler.pipelines.index import catalog_key
 from crawler.query.api import ApiConfig, ConfigError, create_app
+from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import ObjectStore, open_store
 from tests.fakes.s3 import fake_aws_env
 from tests.query import ENDLESS, HIDDEN_WRITES, PACKAGES, PASSWD_MARK, REFUSED, UPDATED, write_npm

@@ -2,8 +2,8 @@ import pytest
 from scrapy.exceptions import UsageError
 from scrapy.utils.test import get_crawler
 
-from crawler.spiders.npm import NpmSpider
-from crawler.spiders.pypi import PypiSpider
+from crawler.spiders.npm.spider import NpmSpider
+from crawler.spiders.pypi.spider import PypiSpider
 
 
 def test_names_from_arguments_and_file(tmp_path):

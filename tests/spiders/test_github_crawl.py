@@ -152,3 +152,34 @@ def test_tokens_never_leave_the_process(workspace):
     with sqlite3.connect(workspace.data / "_meta" / "meta.db") as db:
         dump = "\n".join(db.iterdump())
     assert SECRET not in dump
+
+
+def test_commit_cursor_covers_every_commit_detail_and_holds_when_one_fails(workspace):
+    """With GITHUB_COMMIT_STATS the records come from per-commit requests: the `commits:` cursor must wait
+    for all of them (and the later list pages), and must not move when one of them ended as a dead letter."""
+    from tests.fakes.github import _Result
+
+    with FakeGitHub(users=1, repos_per_user=1, commits_per_repo=130, seed=4).serve() as fake:
+        repo = next(r for r in fake.repo_names() if r not in fake.empty_repos and r not in fake.blocked_repos)
+        commits = fake.commits(repo)
+        broken = commits[-1]["sha"]  # the oldest: on the second list page
+        route = fake._route
+
+        def failing_route(path: str):
+            if path.endswith(f"/commits/{broken}"):
+                return "other", lambda request, *args: _Result(500, {"message": "Server Error"}), ()
+            return route(path)
+
+        fake._route = failing_route
+        env = github_env(fake)
+        workspace.crawl("github", f"repos={repo}", settings={"GITHUB_COMMIT_STATS": "true"}, **env)
+        stored = count(workspace, f"SELECT count(*) AS n FROM github_commit WHERE repo = '{repo}'")
+        assert stored == len(commits) - 1
+        assert [row["reason"] for row in workspace.meta().failed("github")] == ["http_500"]
+        assert workspace.meta().get_cursor("github", f"commits:{repo}") is None  # held: the next run lists again
+
+        fake._route = route
+        workspace.crawl("github", f"repos={repo}", settings={"GITHUB_COMMIT_STATS": "true"}, **env)
+        assert count(workspace, f"SELECT count(*) AS n FROM github_commit WHERE repo = '{repo}'") == len(commits)
+        newest = max(c["commit"]["committer"]["date"] for c in commits)
+        assert workspace.meta().get_cursor("github", f"commits:{repo}").startswith(newest.removesuffix("Z"))

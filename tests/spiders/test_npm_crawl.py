@@ -38,21 +38,32 @@ def test_named_packages_with_every_fault(workspace, fake_npm, npm_env):
     # 429 and 503 with Retry-After were retried, not lost
     assert rows["fault-rate-limited"]["deleted"] is False
     assert rows["fault-unpublished"]["unpublished"] is True
-    # 404 and 410 are stored as tombstones
-    assert rows["fault-not-found"]["deleted"] is True and rows["fault-gone"]["deleted"] is True
+    # 404 and 410 of names never stored (a typo) are dead letters, not tombstones
+    assert "fault-not-found" not in rows and "fault-gone" not in rows
     assert {r["_source"] for r in rows.values()} == {"npm"}
     assert all(r["_schema_version"] == 1 and r["_run_id"] for r in rows.values())
 
     # bad input is a dead letter with its reason and a sample, and the crawl went on
     meta = workspace.meta()
     failed = {row["url"].rsplit("/", 1)[1]: row for row in meta.failed("npm")}
-    assert set(failed) == {"fault-malformed", "fault-truncated"}
+    assert set(failed) == {"fault-malformed", "fault-truncated", "fault-not-found", "fault-gone"}
+    assert failed["fault-not-found"]["reason"] == failed["fault-gone"]["reason"] == "not_found"
     assert failed["fault-malformed"]["reason"].startswith("invalid_json")
     assert failed["fault-malformed"]["payload_sample"]
     assert failed["fault-truncated"]["reason"].startswith("download_error")
     run = meta.last_runs("npm")[0]
     assert run["finish_reason"] == "finished"
-    assert run["items"] == len(rows) and run["dead_letters"] == 2 and run["bytes_written"] > 0
+    assert run["items"] == len(rows) and run["dead_letters"] == 4 and run["bytes_written"] > 0
+
+
+def test_a_named_package_stored_before_and_now_gone_is_a_tombstone(workspace, fake_npm, npm_env):
+    name = sorted(fake_npm.package_names())[0]
+    workspace.crawl("npm", f"packages={name}", **npm_env)
+    fake_npm.delete(name)
+    workspace.crawl("npm", f"packages={name}", **npm_env)
+    (row,) = workspace.query(f"SELECT name, deleted FROM npm_package WHERE name = '{name}'")
+    assert row["deleted"] is True
+    assert workspace.meta().failed("npm") == []
 
 
 def test_huge_packument_over_the_limit_is_a_dead_letter(workspace, fake_npm, npm_env):

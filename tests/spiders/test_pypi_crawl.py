@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.items.pypi import normalize_name
+from crawler.spiders.pypi.records import normalize_name
 from tests.fakes.pypi import FakePyPI
 
 pytestmark = pytest.mark.slow
@@ -39,13 +39,14 @@ def test_named_projects_redirects_and_faults(workspace, pypi_env):
         row = rows[normalize_name(name)]
         assert row["display_name"] == name and row["version"] and row["api"] == "json"
     assert rows[normalize_name(odd)]["last_serial"] == expected_serial  # reached through the 301
-    assert rows["fault-not-found"]["deleted"] is True  # 404: tombstone
+    assert "fault-not-found" not in rows  # 404 of a name never stored: a dead letter, not a tombstone
     assert rows["fault-rate-limited"]["deleted"] is False  # 429 + Retry-After: retried, stored
     assert rows["fault-unknown-fields"]["license"] is None and rows["fault-unknown-fields"]["summary"] is None
     assert rows["fault-yanked-only"]["yanked_releases"]
     assert rows["fault-huge"]["version"]
-    (failed,) = workspace.meta().failed("pypi")
-    assert failed["reason"].startswith("invalid_json") and "fault-malformed" in failed["url"]
+    failed = {row["reason"].split(":")[0]: row["url"] for row in workspace.meta().failed("pypi")}
+    assert set(failed) == {"invalid_json", "not_found"}
+    assert "fault-malformed" in failed["invalid_json"] and "fault-not-found" in failed["not_found"]
 
 
 @pytest.mark.parametrize("simple_format", ["json", "html"])
@@ -92,3 +93,16 @@ def test_pip_configuration_gives_the_default_index(workspace, fake_pypi):
     name = fake_pypi.project_names()[0]
     workspace.crawl("pypi", f"packages={name}", PIP_INDEX_URL=fake_pypi.url + "simple/")
     assert normalize_name(name) in latest(workspace)
+
+
+def test_incremental_refuses_an_index_implausibly_smaller_than_what_is_stored(workspace):
+    with FakePyPI(projects=20, seed=9).serve() as fake:
+        env = {"PYPI_URL": fake.url}
+        workspace.crawl("pypi", "mode=full", **env)
+        for name in fake.project_names()[:12]:  # the index now lists 8 of the 20 stored projects
+            fake.delete(name)
+        workspace.crawl("pypi", "mode=incremental", **env)
+    assert not any(row["deleted"] for row in latest(workspace).values())  # nothing mass-deleted
+    meta = workspace.meta()
+    assert [row["reason"].split(":")[0] for row in meta.failed("pypi")] == ["index_implausible"]
+    assert meta.last_runs("pypi")[0]["finish_reason"] == "pypi_index_implausible"

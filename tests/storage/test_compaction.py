@@ -4,12 +4,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.items import arrow_schema
-from crawler.items.npm import NpmPackage
 from crawler.meta import MetaDB
 from crawler.pipelines.batching import Batch
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.writer import BatchWriter
 from crawler.query.views import connect
+from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import open_store
 from crawler.storage.compaction import Compactor, stored_days
 

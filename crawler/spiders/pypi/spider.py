@@ -10,9 +10,8 @@ Arguments (``scrapy crawl pypi -a …``):
   stored records and fetch only the projects that changed (and tombstone the ones that disappeared).
 
 Metadata comes from ``/pypi/<name>/json``; on a mirror without the JSON API, from the simple project
-page and the latest release's core metadata. Settings: ``PYPI_URL`` (default: the user's pip
-configuration, else the pypi-simple library's published endpoint), ``PYPI_JSON_API``
-(``auto``/``true``/``false``), ``PYPI_PAGE_SIZE``, ``PYPI_PROXIES``.
+page and the latest release's core metadata. Settings: declared in ``source.py`` (the README's PyPI
+table is generated from it).
 """
 
 from __future__ import annotations
@@ -31,53 +30,57 @@ import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.http import Response
 
-from crawler.items.pypi import PypiPackage, normalize_name
-from crawler.policy import SourcePolicy
 from crawler.spiders.base import WORKER_MODE, SourceSpider
+from crawler.spiders.pypi.records import PypiPackage, normalize_name
+from crawler.spiders.pypi.source import SOURCE
 
-MODES = ("named", "full", "incremental")
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+_SERIAL_COMMENT = re.compile(rb"<!--\s*SERIAL\s+(\d+)\s*-->")
 ACCEPT_SIMPLE = f"{SIMPLE_JSON}, text/html;q=0.1"
 FULL_CURSOR = "full"
 SERIAL_CURSOR = "serial"
 
 
 class PypiSpider(SourceSpider):
-    name = "pypi"
-    records = (PypiPackage,)
-    policy = SourcePolicy(
-        concurrency=16,
-        retries=4,
-        proxies_setting="PYPI_PROXIES",
-        max_response_bytes=200 * 1024 * 1024,  # projects with thousands of releases are MBs of JSON
-    )
+    declaration = SOURCE
 
     def __init__(
         self, packages: str | None = None, packages_file: str | None = None, mode: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
+        self.names, self.mode = self.names_and_mode(packages, packages_file, mode)
         # an incremental run may rightly find nothing new (see crawler/monitors)
         self.monitor_min_items = 0 if self.mode in ("incremental", WORKER_MODE) else None
-        self.cursor_key = FULL_CURSOR if self.mode == "full" else SERIAL_CURSOR
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PypiSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        base = resolve_pypi_url(crawler.settings.get("PYPI_URL"))
+        base = resolve_pypi_url(spider.options["PYPI_URL"])
         spider.index_url = base + "simple/"
         spider.json_url = base + "pypi/{}/json"
-        spider.json_api = crawler.settings.get("PYPI_JSON_API", "auto")
-        spider.page_size = crawler.settings.getint("PYPI_PAGE_SIZE", 1000)
+        spider.json_api = spider.options["PYPI_JSON_API"]
+        spider.page_size = spider.options["PYPI_PAGE_SIZE"]
         if crawler.settings.get("REDIS_URL") and spider.mode not in ("named", WORKER_MODE):
-            # the index listing opens its pages as its own work completes, which one process must see
+            # the index listing queues its pages as its own work completes, which one process must see
             raise UsageError("pypi: a distributed crawl (REDIS_URL) takes named projects: -a packages_file=…")
         return spider
 
+    smoke_arguments = {"mode": "full"}
+
     def name_request(self, name: str) -> scrapy.Request:
         return self.project_request(name)
+
+    def smoke_requests(self) -> list[scrapy.Request]:
+        draft = PypiPackage.from_simple_page("tiny", [{"version": "1.0"}], ["1.0"], 7)
+        metadata = scrapy.Request(
+            self.index_url + "tiny/tiny-1.0.tar.gz.metadata",
+            callback=self.parse_core_metadata,
+            meta={"project": "tiny", "files": [], "versions": ["1.0"], "serial": 7, "display": "tiny", "draft": draft},
+        )
+        listing = scrapy.Request(self.index_url, callback=self.parse_index, errback=self.index_failed)
+        return [listing, self.project_request("tiny"), self.simple_request("tiny", {"project": "tiny"}), metadata]
 
     async def start_listing(self) -> AsyncIterator[Any]:
         yield scrapy.Request(
@@ -93,8 +96,8 @@ class PypiSpider(SourceSpider):
     async def parse_index(self, response: Response) -> AsyncIterator[Any]:
         try:
             projects, self._index_serial = parse_index(response)
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            self.dead_letter(f"invalid_index: {exc}", url=response.url, payload=response.body)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            self.dead_letter(f"invalid_index: {exc}", response=response, payload=response.body)
             raise CloseSpider("pypi_index_unreadable") from exc
         self.crawler.stats.set_value("pypi/index_projects", len(projects))
         if self.mode == "full":
@@ -104,6 +107,15 @@ class PypiSpider(SourceSpider):
             )
         else:
             stored = await self.services.in_meta_thread(stored_serials, self.services.store)
+            minimum = self.options["PYPI_MIN_INDEX_RATIO"] * len(stored)
+            if len(projects) < minimum:
+                # a truncated or partial answer would tombstone most of what is stored: refuse
+                self.dead_letter(
+                    f"index_implausible: {len(projects)} projects listed, {len(stored)} stored and live",
+                    response=response,
+                    payload=response.body[:2048],
+                )
+                raise CloseSpider("pypi_index_implausible")
             todo = [p for p in projects if p[1] is None or p[1] > stored.pop(normalize_name(p[0]), -1)]
             for name in stored:  # stored, alive, and no longer in the index: deleted
                 self.crawler.stats.inc_value("pypi/deleted")
@@ -111,46 +123,37 @@ class PypiSpider(SourceSpider):
         self.logger.info("pypi: %d of %d projects to fetch", len(todo), len(projects))
         self.crawler.stats.set_value("pypi/backlog", len(todo))
         self._pages = (todo[i : i + self.page_size] for i in range(0, len(todo), self.page_size))
-        for item in self.next_page():
-            yield item
-        for item in self.next_page():
-            yield item
+        for request in self.next_page():
+            yield request
 
-    def next_page(self) -> Iterator[Any]:
-        """Open the next page of projects; after the last one, the run's closing checkpoints."""
-        if self._pages is None:
-            return
-        page_projects = next(self._pages, None)
+    def more_work(self) -> Iterator[scrapy.Request]:
+        if self._pages is not None and self.outstanding < self.page_size:
+            yield from self.next_page()
+
+    def next_page(self) -> list[scrapy.Request]:
+        """The requests of the next page of projects; after the last one, the run's closing positions."""
+        page_projects = next(self._pages, None) if self._pages is not None else None
         if page_projects is None:
-            self._pages = None
-            yield from self.sync_complete()
-            return
-        value = normalize_name(page_projects[-1][0]) if self.mode == "full" else ""
-        page, released = self.checkpoints.open(value, [display for display, _ in page_projects])
-        for display, serial in page_projects:
-            yield self.project_request(display, page=page, serial=serial)
-        yield from released
+            if self._pages is not None:
+                self._pages = None
+                self.sync_complete()
+            return []
+        requests = [self.project_request(display, serial=serial) for display, serial in page_projects]
+        # a full run resumes after the last name of the pages stored; an incremental one only orders them
+        value = normalize_name(page_projects[-1][0]) if self.mode == "full" else None
+        return self.cursor_page(value, requests, key=FULL_CURSOR, stream="index")
 
-    def sync_complete(self) -> Iterator[Any]:
+    def sync_complete(self) -> None:
         # Once everything before is stored: a full run clears its resume cursor, and both modes note
         # the index serial they reached (for status and lag).
         if self.mode == "full":
-            yield from self.checkpoints.open("", [], key=FULL_CURSOR)[1]
+            self.cursor_page("", key=FULL_CURSOR, stream="index")
         if self._index_serial is not None:
-            yield from self.checkpoints.open(str(self._index_serial), [], key=SERIAL_CURSOR)[1]
+            self.cursor_page(str(self._index_serial), key=SERIAL_CURSOR, stream="index")
 
     def index_failed(self, failure: Any) -> Iterator[Any]:
         yield from self.errback(failure)
         raise CloseSpider("pypi_index_unavailable")
-
-    def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
-        page = meta.get("page")
-        if page is None:
-            return
-        self.crawler.stats.inc_value("pypi/backlog", -1)
-        yield from self.checkpoints.done(page, meta["project"])
-        if self.checkpoints.outstanding < self.page_size:
-            yield from self.next_page()
 
     @classmethod
     def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
@@ -165,14 +168,13 @@ class PypiSpider(SourceSpider):
 
     # -- projects -------------------------------------------------------------------------------
 
-    def project_request(self, name: str, *, page: int | str | None = None, serial: int | None = None) -> scrapy.Request:
-        meta = {"project": name, "page": page, "serial": serial, "handle_httpstatus_list": [404, 410]}
+    def project_request(self, name: str, *, serial: int | None = None) -> scrapy.Request:
+        meta = {"project": name, "serial": serial, "handle_httpstatus_list": [404, 410]}
         if self.json_api == "false":
             return self.simple_request(name, meta)
         return scrapy.Request(
             self.json_url.format(quote(name, safe="")),
             callback=self.parse_json_api,
-            errback=self.errback,
             headers={"Accept": "application/json"},
             meta=meta,
             # names are de-duplicated before they are requested (across workers: by the shared dupefilter)
@@ -183,48 +185,54 @@ class PypiSpider(SourceSpider):
         return scrapy.Request(
             self.index_url + quote(normalize_name(name), safe="") + "/",
             callback=self.parse_simple_project,
-            errback=self.errback,
             headers={"Accept": ACCEPT_SIMPLE},
             meta=meta,
             dont_filter=True,
         )
 
-    def parse_json_api(self, response: Response) -> Iterator[Any]:
+    async def parse_json_api(self, response: Response) -> AsyncIterator[Any]:
         name = response.meta["project"]
         if response.status in (404, 410):
             if self.json_api == "auto" and not response.meta.get("tried_simple"):
                 # a mirror without the JSON API, or a deleted project: the simple page tells which
                 yield self.simple_request(name, {**response.meta, "tried_simple": True})
                 return
-            yield from self.tombstone(name, response)
-        elif (doc := self.parse_json(response)) is not None:
-            serial = header_serial(response) or response.meta.get("serial")
-            if isinstance(doc, dict) and (
-                record := self.build(
-                    lambda d: PypiPackage.from_json_api(d, serial), doc, url=response.url, raw=response.body
-                )
-            ):
-                yield record
-            elif not isinstance(doc, dict):
-                self.dead_letter("invalid_project: not an object", url=response.url, payload=response.body)
-        yield from self.request_finished(response.meta)
+            async for item in self.gone(name, response):
+                yield item
+            return
+        doc = self.parse_json(response)
+        if doc is None:
+            return
+        if not isinstance(doc, dict):
+            self.dead_letter("invalid_project: not an object", response=response, payload=response.body)
+            return
+        serial = header_serial(response) or response.meta.get("serial")
+        record = self.build(lambda d: PypiPackage.from_json_api(d, serial), doc, response=response, raw=response.body)
+        if record is not None:
+            yield record
 
-    def parse_simple_project(self, response: Response) -> Iterator[Any]:
+    async def parse_simple_project(self, response: Response) -> AsyncIterator[Any]:
         name = response.meta["project"]
         if response.status in (404, 410):
-            yield from self.tombstone(name, response)
-            yield from self.request_finished(response.meta)
+            async for item in self.gone(name, response):
+                yield item
             return
         try:
             project = parse_project_page(name, response)
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            self.dead_letter(f"invalid_project_page: {exc}", url=response.url, payload=response.body)
-            yield from self.request_finished(response.meta)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            self.dead_letter(f"invalid_project_page: {exc}", response=response, payload=response.body)
             return
         files = [file_dict(p) for p in project.packages if p.version]
         versions = project.versions or None
-        serial = project.last_serial or header_serial(response) or response.meta.get("serial")
-        draft = PypiPackage.from_simple_page(name, files, versions, int(serial) if serial else None)
+        serial = project.last_serial or page_serial(response) or header_serial(response) or response.meta.get("serial")
+        draft = self.build(
+            lambda _: PypiPackage.from_simple_page(name, files, versions, int(serial) if serial else None),
+            None,
+            response=response,
+            raw=response.body,
+        )
+        if draft is None:
+            return
         metadata_url = next(
             (p.metadata_url for p in reversed(project.packages) if p.version == draft.version and p.has_metadata), None
         )
@@ -232,37 +240,46 @@ class PypiSpider(SourceSpider):
             yield scrapy.Request(
                 metadata_url,
                 callback=self.parse_core_metadata,
-                errback=self.errback,
                 meta={
-                    **response.meta,
+                    "project": name,
                     "files": files,
                     "versions": versions,
                     "serial": draft.last_serial,
                     "display": project.project or name,
+                    "draft": draft,
+                    "handle_httpstatus_list": [404, 410],
                 },
                 dont_filter=True,
             )
             return
         yield draft
-        yield from self.request_finished(response.meta)
 
     def parse_core_metadata(self, response: Response) -> Iterator[Any]:
         meta = response.meta
+        if response.status != 200:
+            # the project page's own data is still good: keep it, and say what is missing
+            self.dead_letter(f"metadata_unavailable: http_{response.status}", response=response, payload=response.body)
+            yield meta["draft"]
+            return
         record = self.build(
             lambda raw: PypiPackage.from_simple_page(
                 meta["display"], meta["files"], meta["versions"], meta["serial"], raw
             ),
             response.body,
-            url=response.url,
+            response=response,
             raw=response.body,
         )
         if record is not None:
             yield record
-        yield from self.request_finished(meta)
 
-    def tombstone(self, name: str, response: Response) -> Iterator[Any]:
+    async def gone(self, name: str, response: Response) -> AsyncIterator[Any]:
+        """A 404/410: a tombstone for a project stored before (or listed as changed by the index), else
+        a dead letter (a name the index never had, e.g. a typo in a named crawl)."""
         self.crawler.stats.inc_value(f"pypi/http_{response.status}")
-        yield PypiPackage.tombstone(name, header_serial(response))
+        if self.mode != "named" or await self.stored_before(PypiPackage, normalize_name(name)):
+            yield PypiPackage.tombstone(name, header_serial(response))
+        else:
+            self.not_found(name, response)
 
 
 def parse_index(response: Response) -> tuple[list[tuple[str, int | None]], int | None]:
@@ -270,19 +287,37 @@ def parse_index(response: Response) -> tuple[list[tuple[str, int | None]], int |
     content_type = response.headers.get(b"Content-Type", b"").decode().split(";")[0].strip()
     if content_type == SIMPLE_JSON or response.body[:1] == b"{":
         data = orjson.loads(response.body)
+        if not isinstance(data, dict) or not isinstance(data.get("projects"), list):
+            raise ValueError("not a PEP 691 index (no projects list)")
         projects = [(p["name"], p.get("_last-serial")) for p in data["projects"]]
         serial = data.get("meta", {}).get("_last-serial")
         return projects, serial if isinstance(serial, int) else header_serial(response)
     page = pypi_simple.IndexPage.from_html(response.body)
-    serial = int(page.last_serial) if page.last_serial else header_serial(response)
+    if page.repository_version is None and not page.projects:
+        raise ValueError("not a PEP 503 index page (no repository version, no project links)")
+    serial = int(page.last_serial) if page.last_serial else page_serial(response) or header_serial(response)
     return [(name, None) for name in page.projects], serial
 
 
 def parse_project_page(name: str, response: Response) -> pypi_simple.ProjectPage:
+    """The project page (PEP 691 JSON or PEP 503 HTML); ``ValueError`` for a body that is not one (an
+    error page, a captive portal): such a body must not be stored as a live project without files."""
     content_type = response.headers.get(b"Content-Type", b"").decode().split(";")[0].strip()
     if content_type == SIMPLE_JSON or response.body[:1] == b"{":
-        return pypi_simple.ProjectPage.from_json_data(orjson.loads(response.body), base_url=response.url)
-    return pypi_simple.ProjectPage.from_html(name, response.body, base_url=response.url)
+        data = orjson.loads(response.body)
+        if not isinstance(data, dict) or not isinstance(data.get("files"), list) or "name" not in data:
+            raise ValueError("not a PEP 691 project page (no name and files)")
+        return pypi_simple.ProjectPage.from_json_data(data, base_url=response.url)
+    page = pypi_simple.ProjectPage.from_html(name, response.body, base_url=response.url)
+    if page.repository_version is None and not page.packages:
+        raise ValueError("not a PEP 503 project page (no repository version, no file links)")
+    return page
+
+
+def page_serial(response: Response) -> int | None:
+    """The ``<!--SERIAL n-->`` comment of an HTML simple page (PyPI's own pages carry it)."""
+    match = _SERIAL_COMMENT.search(response.body[-512:]) or _SERIAL_COMMENT.search(response.body)
+    return int(match[1]) if match else None
 
 
 def file_dict(package: pypi_simple.DistributionPackage) -> dict[str, Any]:
@@ -292,6 +327,7 @@ def file_dict(package: pypi_simple.DistributionPackage) -> dict[str, Any]:
         "yanked": package.is_yanked,
         "yanked_reason": package.yanked_reason,
         "upload-time": package.upload_time.isoformat() if package.upload_time else None,
+        "requires-python": package.requires_python,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -60,8 +60,9 @@ class NpmPackage(Record):
 
     @classmethod
     def tombstone(cls, name: str) -> NpmPackage:
-        """The record of a package the registry deleted."""
-        return cls(name=name, deleted=True)
+        """The record of a package the registry deleted; ``modified`` is when the deletion was seen, so
+        that it ranks after the package's last published state."""
+        return cls(name=name, deleted=True, modified=datetime.now(UTC))
 
     @classmethod
     def from_packument(cls, doc: dict[str, Any]) -> NpmPackage:
@@ -91,7 +92,8 @@ class NpmPackage(Record):
             repository_url=normalize_repository_url(manifest.get("repository") or doc.get("repository")),
             homepage=text(manifest.get("homepage") or doc.get("homepage")),
             created=parse_time(times.get("created")),
-            modified=parse_time(times.get("modified")),
+            # the abbreviated (corgi) document has no `time`, but a top-level `modified`
+            modified=parse_time(times.get("modified") or doc.get("modified")),
             versions_count=len(versions),
             dist_tags=dist_tags,
             deprecated=_deprecated(manifest.get("deprecated")),

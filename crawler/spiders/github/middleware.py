@@ -5,7 +5,7 @@ Tokens come from ``GITHUB_TOKENS`` (comma-separated) and ``GITHUB_TOKEN``. For e
 requests in flight; a request is sent only with a token that has budget left, else it waits for the
 earliest reset. A 403/429 rate-limit answer obeys ``retry-after``, else marks the token exhausted until
 its reset, else backs off exponentially, and the request is sent again. Tokens are never logged: logs
-and stats name them by position (``#1``). Enabled by the GitHub spider's ``GITHUB_RATE_LIMITS_ENABLED``.
+and stats name them by position (``#1``). Declared by the GitHub source (``source.py``).
 """
 
 from __future__ import annotations
@@ -115,8 +115,6 @@ class GithubRateLimitMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GithubRateLimitMiddleware:
         settings = crawler.settings
-        if not settings.getbool("GITHUB_RATE_LIMITS_ENABLED"):
-            raise NotConfigured
         if settings.get("REDIS_URL"):
             logger.warning(
                 "github: a distributed crawl tracks token budgets per worker: give each worker its own tokens"

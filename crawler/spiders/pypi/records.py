@@ -3,12 +3,12 @@ simple API, from the project page (PEP 691/503) and the latest release's core me
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
-from email.parser import HeaderParser
 from typing import Any
 
+from packaging.metadata import parse_email
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict
 
@@ -22,8 +22,8 @@ _REPOSITORY_LABELS = ("repository", "source", "source code", "code", "github", "
 
 
 def normalize_name(name: str) -> str:
-    """PEP 503 normalization: runs of ``-_.`` become ``-``, lower case."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """PEP 503 normalization: runs of ``-_.`` become ``-``, lower case (``packaging``'s own)."""
+    return canonicalize_name(name)
 
 
 class YankedRelease(BaseModel):
@@ -84,8 +84,8 @@ class PypiPackage(Record):
             files_by_version = {
                 v: [f for f in files if isinstance(f, dict)] for v, files in releases.items() if isinstance(files, list)
             }
-        version = latest_version(files_by_version) if files_by_version else None
-        version = version or text(info.get("version"))
+        # ``info`` describes ``info.version``: the record is of that release, never of another one's files
+        version = text(info.get("version")) or (latest_version(files_by_version) if files_by_version else None)
         latest_files = files_by_version.get(version or "") or [f for f in doc.get("urls") or [] if isinstance(f, dict)]
         project_urls = string_map(info.get("project_urls"))
         home_page = known(info.get("home_page"))
@@ -131,10 +131,14 @@ class PypiPackage(Record):
             by_version.setdefault(file["version"], []).append(file)
         version = latest_version(by_version, yanked_key="yanked")
         fields: dict[str, Any] = {}
-        if core_metadata:
+        if core_metadata is not None:
             fields = metadata_fields(core_metadata)
         project_urls = fields.pop("project_urls", {})
         home_page = fields.pop("home_page", None)
+        if not fields.get("requires_python"):  # PEP 503 data-requires-python / PEP 691 requires-python
+            fields["requires_python"] = next(
+                (f["requires-python"] for f in by_version.get(version or "", []) if f.get("requires-python")), None
+            )
         return cls(
             name=normalize_name(display),
             display_name=display,
@@ -224,23 +228,22 @@ def first_upload(files: list[dict[str, Any]], *keys: str) -> datetime | None:
 
 
 def metadata_fields(raw: bytes) -> dict[str, Any]:
-    """Record fields from a core metadata file (RFC 822 headers, as in a wheel's ``METADATA``)."""
-    headers = HeaderParser().parsestr(raw.decode("utf-8", errors="replace"), headersonly=True)
-    project_urls = {}
-    for entry in headers.get_all("Project-URL") or []:
-        label, _, url = entry.partition(",")
-        if url.strip():
-            project_urls[label.strip()] = url.strip()
+    """Record fields from a core metadata file (a wheel's ``METADATA``), parsed by ``packaging``.
+    ``ValueError`` for a body that is not core metadata (no ``Metadata-Version`` and ``Name``)."""
+    fields, _unparsed = parse_email(raw)
+    if not fields.get("metadata_version") or not fields.get("name"):
+        raise ValueError("not a core metadata file (no Metadata-Version and Name)")
+    classifiers = fields.get("classifiers") or []
     return {
-        "summary": known(headers.get("Summary"), SUMMARY_LIMIT),
-        "author": known(headers.get("Author")),
-        "author_email": known(headers.get("Author-email")),
-        "maintainer": known(headers.get("Maintainer")),
-        "maintainer_email": known(headers.get("Maintainer-email")),
-        "license": license_of(headers.get("License-Expression"), headers.get("License"), headers.get_all("Classifier")),
-        "requires_python": known(headers.get("Requires-Python")),
-        "requires_dist": [str(v).strip() for v in headers.get_all("Requires-Dist") or []],
-        "classifiers": [str(v).strip() for v in headers.get_all("Classifier") or []],
-        "project_urls": project_urls,
-        "home_page": known(headers.get("Home-page")),
+        "summary": known(fields.get("summary"), SUMMARY_LIMIT),
+        "author": known(fields.get("author")),
+        "author_email": known(fields.get("author_email")),
+        "maintainer": known(fields.get("maintainer")),
+        "maintainer_email": known(fields.get("maintainer_email")),
+        "license": license_of(fields.get("license_expression"), fields.get("license"), classifiers),
+        "requires_python": known(fields.get("requires_python")),
+        "requires_dist": [str(v).strip() for v in fields.get("requires_dist") or []],
+        "classifiers": [str(v).strip() for v in classifiers],
+        "project_urls": {k.strip(): v.strip() for k, v in (fields.get("project_urls") or {}).items() if v.strip()},
+        "home_page": known(fields.get("home_page")),
     }

@@ -5,14 +5,14 @@ Arguments (``scrapy crawl github -a …``, combinable):
 * ``users=login1,login2``: the profiles and their public repositories;
 * ``repos=owner/name,…``: the repositories, their commits (incrementally) and their owners' profiles;
 * ``domains=example.com,…``: commits whose author email is at the domain (commit search);
-* ``from_packages=npm|pypi``: the GitHub repositories named by this platform's stored npm or PyPI
-  records (through the query layer), crawled like ``repos``.
+* ``from_packages=<source>``: the GitHub repositories named by the ``repository_url`` of another
+  source's stored records (any source whose records have that column; through the query layer),
+  crawled like ``repos``.
 
 Commits are incremental per repository: the ``commits:<owner/name>`` cursor holds the newest committer
 date stored, and the next run asks ``?since=`` it. Every response's ``ETag`` is kept (``etag:<path>`` in
 ``sync_state``) and sent back as ``If-None-Match``; a 304 costs no budget and yields no duplicate record.
-Rate limits and tokens are handled by :mod:`crawler.middlewares.github`. Settings: ``GITHUB_API_URL``,
-``GITHUB_TOKENS``/``GITHUB_TOKEN``, ``GITHUB_COMMIT_STATS``, ``GITHUB_MAX_WAIT``, ``GITHUB_PROXIES``.
+Rate limits and tokens are handled by :mod:`.middleware`. Settings: declared in ``source.py``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import scrapy
 from scrapy.exceptions import UsageError
 from scrapy.http import Response
 
-from crawler.items.control import Checkpoint
-from crawler.items.github import GithubCommit, GithubProfile, GithubRepo
 from crawler.pipelines.index import iso_utc
-from crawler.policy import SourcePolicy
+from crawler.sources import all_sources
 from crawler.spiders.base import SourceSpider
+from crawler.spiders.github.records import GithubCommit, GithubProfile, GithubRepo
+from crawler.spiders.github.source import SOURCE
 
 PER_PAGE = 100
 ETAG_PREFIX = "etag:"
@@ -39,19 +39,9 @@ _REPO_URL = re.compile(r"^https://github\.com/([\w.-]+)/([\w.-]+)$")
 
 
 class GithubSpider(SourceSpider):
-    name = "github"
-    records = (GithubProfile, GithubRepo, GithubCommit)
-    policy = SourcePolicy(
-        concurrency=8,  # far under GitHub's 100 concurrent requests: the secondary limits stay quiet
-        retries=3,
-        retry_http_codes=(429, 500, 502, 503, 504),
-        proxies_setting="GITHUB_PROXIES",
-        max_response_bytes=50 * 1024 * 1024,
-    )
+    declaration = SOURCE
     # unchanged answers (304) yield no record: a run may rightly store nothing (see crawler/monitors)
     monitor_min_items = 0
-    # token budgets (crawler.middlewares.github); a component dict here would replace the project's
-    custom_settings = {"GITHUB_RATE_LIMITS_ENABLED": True}
 
     def __init__(
         self,
@@ -66,23 +56,24 @@ class GithubSpider(SourceSpider):
         self.repos = _split(repos)
         self.domains = [d.lower().lstrip("@") for d in _split(domains)]
         self.from_packages = from_packages
-        if from_packages not in (None, "npm", "pypi"):
-            raise UsageError("github: from_packages must be npm or pypi")
+        choices = "|".join(package_sources())
+        if from_packages is not None and from_packages not in package_sources():
+            raise UsageError(f"github: from_packages must be one of {choices}")
         if not (self.users or self.repos or self.domains or from_packages):
-            raise UsageError("github: give -a users=…, repos=owner/name,…, domains=…, or from_packages=npm|pypi")
+            raise UsageError(f"github: give -a users=…, repos=owner/name,…, domains=…, or from_packages={choices}")
         for repo in self.repos:
             if repo.count("/") != 1:
                 raise UsageError(f"github: {repo!r} is not owner/name")
         self.etags: dict[str, str] = {}
-        self.cursors: dict[str, str] = {}
+        self.saved_cursors: dict[str, str] = {}
         self._seen: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> GithubSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        api = crawler.settings.get("GITHUB_API_URL") or "https://api.github.com/"
+        api = spider.options["GITHUB_API_URL"]
         spider.api = api if api.endswith("/") else api + "/"
-        spider.commit_stats = crawler.settings.getbool("GITHUB_COMMIT_STATS", False)
+        spider.commit_stats = spider.options["GITHUB_COMMIT_STATS"]
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -92,7 +83,7 @@ class GithubSpider(SourceSpider):
             if key.startswith(ETAG_PREFIX):
                 self.etags[key.removeprefix(ETAG_PREFIX)] = value
             else:
-                self.cursors[key] = value
+                self.saved_cursors[key] = value
         repos = list(self.repos)
         if self.from_packages:
             urls = await self.services.in_meta_thread(repository_urls, self.services.store, self.from_packages)
@@ -105,6 +96,18 @@ class GithubSpider(SourceSpider):
         for domain in self.domains:
             query = urlencode({"q": domain, "sort": "committer-date", "order": "desc", "per_page": PER_PAGE})
             yield self.api_request(f"search/commits?{query}", self.parse_search, domain=domain)
+
+    smoke_arguments = {"users": "octo"}
+
+    def smoke_requests(self) -> list[scrapy.Request]:
+        return [
+            self.api_request("users/octo", self.parse_user, with_repos=True),
+            self.api_request("users/octo/repos", self.parse_repo_list),
+            self.api_request("repos/octo/tool", self.parse_repo, with_owner=True),
+            self.api_request("repos/octo/tool/commits", self.parse_commits, repo="octo/tool"),
+            self.api_request("repos/octo/tool/commits/abc", self.parse_commit, repo="octo/tool"),
+            self.api_request("search/commits?q=example.com", self.parse_search, domain="example.com"),
+        ]
 
     def api_request(self, path_or_url: str, callback: Any, **cb_kwargs: Any) -> scrapy.Request:
         url = path_or_url if "://" in path_or_url else self.api + path_or_url
@@ -140,76 +143,76 @@ class GithubSpider(SourceSpider):
     # -- callbacks ------------------------------------------------------------------------------
 
     def parse_user(self, response: Response, with_repos: bool = False) -> Iterator[Any]:
+        self.remember_etag(response)
         doc = self.answer(response)
-        record = self.build(GithubProfile.from_api, doc, url=response.url, raw=response.body) if doc else None
-        if record:
+        record = self.build(GithubProfile.from_api, doc, response=response, raw=response.body) if doc else None
+        if record is not None:
             yield record
-        yield from self.remember_etag(response, ok=record is not None)
         if with_repos and response.status in (200, 304):
             login = response.url.rstrip("/").rsplit("/", 1)[1]
             yield self.api_request(f"users/{login}/repos?per_page={PER_PAGE}", self.parse_repo_list)
 
     def parse_repo_list(self, response: Response) -> Iterator[Any]:
+        self.remember_etag(response)
         docs = self.answer(response)
         for doc in docs or []:
-            if record := self.build(GithubRepo.from_api, doc, url=response.url):
+            if record := self.build(GithubRepo.from_api, doc, response=response):
                 yield record
-        yield from self.remember_etag(response, ok=docs is not None)
         if next_url := next_link(response):
             yield self.api_request(next_url, self.parse_repo_list)
 
     def parse_repo(self, response: Response, with_owner: bool = False) -> Iterator[Any]:
+        self.remember_etag(response)
         doc = self.answer(response)
-        record = self.build(GithubRepo.from_api, doc, url=response.url, raw=response.body) if doc else None
+        record = self.build(GithubRepo.from_api, doc, response=response, raw=response.body) if doc else None
         if record:
             yield record
-        yield from self.remember_etag(response, ok=record is not None)
         if response.status not in (200, 304) or (response.status == 200 and record is None):
             return
         full_name = doc["full_name"] if doc else "/".join(urlsplit(response.url).path.split("/")[-2:])
         owner = full_name.split("/")[0]
         if with_owner and owner not in self._seen:
             self._seen.add(owner)
-            yield self.api_request(f"users/{quote(owner)}", self.parse_user)
+            yield self.independent(self.api_request(f"users/{quote(owner)}", self.parse_user))
         query = {"per_page": PER_PAGE}
-        if since := self.cursors.get(f"commits:{full_name}"):
+        if since := self.saved_cursors.get(f"commits:{full_name}"):
             query["since"] = since
-        yield self.api_request(
-            f"repos/{full_name}/commits?{urlencode(query)}", self.parse_commits, repo=full_name, newest=""
-        )
+        commits = self.api_request(f"repos/{full_name}/commits?{urlencode(query)}", self.parse_commits, repo=full_name)
+        yield self.independent(commits)
 
-    def parse_commits(self, response: Response, repo: str, newest: str) -> Iterator[Any]:
+    def parse_commits(self, response: Response, repo: str, first: bool = True) -> Iterator[Any]:
         if response.status == 409:  # an empty repository: nothing to list
             self.crawler.stats.inc_value("github/empty_repos")
             return
+        self.remember_etag(response)
         docs = self.answer(response)
-        for doc in docs or []:
-            if record := self.build(lambda d: GithubCommit.from_api(d, repo), doc, url=response.url):
-                if record.committer_date and iso_utc(record.committer_date) > newest:
-                    newest = iso_utc(record.committer_date)
-                if self.commit_stats:
-                    yield self.api_request(f"repos/{repo}/commits/{record.sha}", self.parse_commit, repo=repo)
-                else:
-                    yield record
-        yield from self.remember_etag(response, ok=docs is not None)
+        records = [
+            record
+            for doc in docs or []
+            if (record := self.build(lambda d: GithubCommit.from_api(d, repo), doc, response=response))
+        ]
+        newest = max((iso_utc(r.committer_date) for r in records if r.committer_date), default="")
+        if first and newest:
+            # The list is newest first: the cursor may move to this page's newest commit once every page
+            # after it and every commit's detail are stored — and not at all if any of them failed.
+            # `since` is inclusive: the next run sees the newest commit again (a duplicate the views
+            # hide) rather than risk a gap.
+            self.checkpoint(response, newest, key=f"commits:{repo}", hold_on_failure=True)
+        for record in records:
+            if self.commit_stats:
+                yield self.api_request(f"repos/{repo}/commits/{record.sha}", self.parse_commit, repo=repo)
+            else:
+                yield record
         if next_url := next_link(response):
-            yield self.api_request(next_url, self.parse_commits, repo=repo, newest=newest)
-        elif newest:
-            # The last page is done: every commit up to `newest` was yielded before this checkpoint,
-            # and the store saves it only once they are written. `since` is inclusive: the next run
-            # sees the newest commit again (a duplicate the views hide) rather than risk a gap.
-            yield Checkpoint(self.source, newest, f"commits:{repo}")
+            yield self.api_request(next_url, self.parse_commits, repo=repo, first=False)
 
     def parse_commit(self, response: Response, repo: str) -> Iterator[Any]:
+        self.remember_etag(response)
         doc = self.answer(response)
-        record = (
-            self.build(lambda d: GithubCommit.from_api(d, repo), doc, url=response.url, raw=response.body)
-            if doc
-            else None
-        )
-        if record:
+        if doc is not None and (
+            record := self.build(lambda d: GithubCommit.from_api(d, repo), doc, response=response, raw=response.body)
+        ):
             yield record
-        yield from self.remember_etag(response, ok=record is not None)
 
     def parse_search(self, response: Response, domain: str) -> Iterator[Any]:
         doc = self.answer(response)
@@ -222,7 +225,7 @@ class GithubSpider(SourceSpider):
             # free-text search also matches messages: keep only commits by an address at the domain
             by_domain = repo and any(email.lower().endswith(suffix) for email in emails)
             if by_domain and (
-                record := self.build(lambda d, r=repo: GithubCommit.from_api(d, r), item, url=response.url)
+                record := self.build(lambda d, r=repo: GithubCommit.from_api(d, r), item, response=response)
             ):
                 yield record
         if next_url := next_link(response):
@@ -237,19 +240,25 @@ class GithubSpider(SourceSpider):
             return None
         if response.status in (404, 451):
             self.crawler.stats.inc_value(f"github/http_{response.status}")
-            self.dead_letter(f"http_{response.status}", url=response.url, payload=response.body)
+            self.dead_letter(f"http_{response.status}", response=response, payload=response.body)
             return None
         if response.status != 200:
             return None
-        return self.parse_json(response)
+        doc = self.parse_json(response)
+        if doc is None or isinstance(doc, dict | list):
+            return doc
+        self.dead_letter("invalid_answer: not an object or a list", response=response, payload=response.body)
+        return None
 
-    def remember_etag(self, response: Response, ok: bool) -> Iterator[Checkpoint]:
-        """Save the ETag of a good 200 once its records are stored; re-save it on a 304 (freshness)."""
+    def remember_etag(self, response: Response) -> None:
+        """Save the ETag of a 200 once its records (and what it leads to) are stored, unless any of it
+        ended as a dead letter; re-save it on a 304 (freshness)."""
         etag = response.headers.get(b"ETag") or (
             response.request.headers.get(b"If-None-Match") if response.status == 304 else None
         )
-        if etag and (response.status == 304 or (response.status == 200 and ok)):
-            yield Checkpoint(self.source, etag.decode(), ETAG_PREFIX + _etag_key(response.request.url))
+        if etag and response.status in (200, 304):
+            key = ETAG_PREFIX + _etag_key(response.request.url)
+            self.checkpoint(response, etag.decode(), key=key, hold_on_failure=True)
 
 
 def _split(value: str | None) -> list[str]:
@@ -272,9 +281,24 @@ def next_link(response: Response) -> str | None:
 def repository_urls(store: Any, source: str) -> list[str]:
     from crawler.query.views import connect  # DuckDB is loaded only by the runs that query
 
-    table = {"npm": "npm_package", "pypi": "pypi_package"}[source]
     con = connect(store)
-    rows = con.execute(
-        f"SELECT DISTINCT repository_url FROM {table} WHERE NOT deleted AND repository_url LIKE 'https://github.com/%'"
-    ).fetchall()
-    return sorted(url for (url,) in rows)
+    urls: set[str] = set()
+    for table in package_sources()[source]:
+        rows = con.execute(
+            f"SELECT DISTINCT repository_url FROM {table} WHERE NOT deleted AND repository_url LIKE 'https://github.com/%'"
+        ).fetchall()
+        urls.update(url for (url,) in rows)
+    return sorted(urls)
+
+
+def package_sources() -> dict[str, list[str]]:
+    """The other sources whose records name a repository (``repository_url``): their views, by source."""
+    return {
+        name: tables
+        for name, source in all_sources().items()
+        if (
+            tables := [
+                r.table for r in source.records if "repository_url" in r.model_fields and "deleted" in r.model_fields
+            ]
+        )
+    }

@@ -9,10 +9,7 @@ Arguments (``scrapy crawl npm -a …``):
 * ``mode=worker`` (with ``REDIS_URL``): take work from a distributed crawl started elsewhere. Workers of
   a feed mode that did not start the run behave the same way (see :mod:`crawler.distributed`).
 
-Settings: ``NPM_REGISTRY_URL`` (default: the user's npm configuration), ``NPM_CHANGES_URL`` (the
-replication feed's ``_changes`` URL; required by the feed modes), ``NPM_CHANGES_PAGE_SIZE``,
-``NPM_STALE_RETRIES``, ``NPM_STALE_RETRY_DELAY``, ``NPM_SEQ_RESET`` (``rewind`` or ``fail``),
-``NPM_PROXIES``. See the README for defaults.
+Settings: declared in ``source.py`` (the README's npm table is generated from it).
 """
 
 from __future__ import annotations
@@ -31,25 +28,16 @@ import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.http import Response
 
-from crawler.items.npm import NpmPackage
-from crawler.policy import SourcePolicy
-from crawler.spiders.base import PAGE_READING, WORKER_MODE, SourceSpider
+from crawler.spiders.base import WORKER_MODE, SourceSpider
+from crawler.spiders.npm.records import NpmPackage
+from crawler.spiders.npm.source import SOURCE
 
-MODES = ("named", "incremental", "full")
 FULL_CURSOR = "full"
 FEED_PAGE_MAX = 10_000  # the feed's own cap on `limit`
 
 
 class NpmSpider(SourceSpider):
-    name = "npm"
-    records = (NpmPackage,)
-    policy = SourcePolicy(
-        concurrency=32,
-        retries=4,
-        backoff_base=1.0,
-        proxies_setting="NPM_PROXIES",
-        max_response_bytes=100 * 1024 * 1024,  # packuments can be tens of MB
-    )
+    declaration = SOURCE
 
     def __init__(
         self,
@@ -60,7 +48,7 @@ class NpmSpider(SourceSpider):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.names, self.mode = self.names_and_mode(packages, packages_file, mode, MODES)
+        self.names, self.mode = self.names_and_mode(packages, packages_file, mode)
         self.since_arg = since
         # an incremental run may rightly find nothing new (see crawler/monitors)
         self.monitor_min_items = 0 if self.mode in ("incremental", WORKER_MODE) else None
@@ -71,21 +59,26 @@ class NpmSpider(SourceSpider):
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> NpmSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        settings = crawler.settings
-        spider.registry_url = resolve_registry_url(settings.get("NPM_REGISTRY_URL"))
-        spider.changes_url = settings.get("NPM_CHANGES_URL")
+        options = spider.options
+        spider.registry_url = resolve_registry_url(options["NPM_REGISTRY_URL"])
+        spider.changes_url = options["NPM_CHANGES_URL"]
         if spider.mode in ("incremental", "full") and not spider.changes_url:
             raise UsageError(
                 f"npm: mode={spider.mode} follows the replication feed: set NPM_CHANGES_URL to its _changes URL"
             )
-        spider.page_size = min(settings.getint("NPM_CHANGES_PAGE_SIZE", 1000), FEED_PAGE_MAX)
-        spider.stale_retries = settings.getint("NPM_STALE_RETRIES", 3)
-        spider.stale_delay = settings.getfloat("NPM_STALE_RETRY_DELAY", 2.0)
-        spider.on_seq_reset = settings.get("NPM_SEQ_RESET", "rewind")
+        spider.page_size = min(options["NPM_CHANGES_PAGE_SIZE"], FEED_PAGE_MAX)
+        spider.stale_retries = options["NPM_STALE_RETRIES"]
+        spider.stale_delay = options["NPM_STALE_RETRY_DELAY"]
+        spider.on_seq_reset = options["NPM_SEQ_RESET"]
         return spider
+
+    smoke_arguments = {"mode": "incremental"}
 
     def name_request(self, name: str) -> scrapy.Request:
         return self.packument_request(name)
+
+    def smoke_requests(self) -> list[scrapy.Request]:
+        return [self.changes_request("0"), self.packument_request("left-pad", change_rev="2-a")]
 
     async def start_listing(self) -> AsyncIterator[Any]:
         if self.distributed is not None and not self.distributed.coordinator.claim("feed"):
@@ -102,15 +95,18 @@ class NpmSpider(SourceSpider):
 
     def changes_request(self, since: str, mode: str | None = None, feed_url: str | None = None) -> scrapy.Request:
         """A page of the feed at ``feed_url`` (default NPM_CHANGES_URL), read for ``mode`` (default this
-        run's). In a distributed crawl any worker may read the next page: the request carries both."""
+        run's). In a distributed crawl any worker may read the next page: the request carries both. Each
+        page is new work: its position does not wait for the pages after it."""
         query = urlencode({"since": since, "limit": self.page_size})
-        return scrapy.Request(
-            f"{feed_url or self.changes_url}?{query}",
-            callback=self.parse_changes,
-            errback=self.changes_failed,
-            cb_kwargs={"since": since, "mode": mode or self.mode},
-            dont_filter=True,
-            priority=-1,  # finish the packuments already queued before reading further
+        return self.independent(
+            scrapy.Request(
+                f"{feed_url or self.changes_url}?{query}",
+                callback=self.parse_changes,
+                errback=self.changes_failed,
+                cb_kwargs={"since": since, "mode": mode or self.mode},
+                dont_filter=True,
+                priority=-1,  # finish the packuments already queued before reading further
+            )
         )
 
     def parse_changes(self, response: Response, since: str, mode: str | None = None) -> Iterator[Any]:
@@ -119,7 +115,7 @@ class NpmSpider(SourceSpider):
         feed = self.parse_json(response)
         if not isinstance(feed, dict) or not isinstance(feed.get("results"), list):
             if feed is not None:
-                self.dead_letter("invalid_changes_page", url=response.url, payload=response.body)
+                self.dead_letter("invalid_changes_page", response=response, payload=response.body)
             raise CloseSpider("npm_changes_unreadable")
         last_seq = str(feed.get("last_seq", since))
         if seq_went_backwards(since, last_seq):
@@ -128,7 +124,9 @@ class NpmSpider(SourceSpider):
         self.crawler.stats.inc_value("npm/changes_pages")
         # what is left to do: the feed's own count after this page, plus the packuments not yet done
         self._feed_pending = int(feed.get("pending") or 0)
-        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.checkpoints.outstanding)
+        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.outstanding)
+        # The position after this page covers its tombstones and packuments (everything yielded below).
+        self.checkpoint(response, last_seq, key=FULL_CURSOR if mode == "full" else "default", stream="feed")
         # The same package can change several times in a page: fetch it once, at its newest rev.
         latest: dict[str, dict[str, Any]] = {}
         for change in feed["results"]:
@@ -136,42 +134,38 @@ class NpmSpider(SourceSpider):
             if isinstance(name, str) and not name.startswith("_design/"):
                 latest.pop(name, None)
                 latest[name] = change
-        fetches = [c for c in latest.values() if not c.get("deleted")]
         for change in latest.values():
             if change.get("deleted"):
                 self.crawler.stats.inc_value("npm/deleted")
                 yield NpmPackage.tombstone(change["id"])
-        cursor_key = FULL_CURSOR if mode == "full" else "default"
-        # the page's own reading is a unit too: done after its tombstones and requests are yielded, so
-        # that in a distributed crawl no other worker can release the page before they are stored
-        units = [*(c["id"] for c in fetches), PAGE_READING]
-        page, _ = self.checkpoints.open(last_seq, units, key=cursor_key)
-        for change in fetches:
-            revs = change.get("changes") or [{}]
-            yield self.packument_request(change["id"], page=page, change_rev=(revs[-1] or {}).get("rev"))
+            else:
+                revs = change.get("changes") or [{}]
+                yield self.packument_request(change["id"], change_rev=(revs[-1] or {}).get("rev"))
         if (feed["results"] and int(feed.get("pending") or 0) > 0) or len(feed["results"]) >= self.page_size:
             next_page = self.changes_request(last_seq, mode, feed_url)
             # Back-pressure: read further only while fewer than two pages of packuments are queued.
-            if self.checkpoints.outstanding > 2 * self.page_size:
+            if self.outstanding > 2 * self.page_size:
                 self._deferred_page = next_page
             else:
                 yield next_page
         elif mode == "full":
             self.logger.info("npm: full sync reached the head of the feed at seq %s", last_seq)
-            yield from self.full_sync_complete(last_seq)
-        yield from self.checkpoints.done(page, PAGE_READING)
+            # Once every packument before it is stored, the incremental cursor may start here and the
+            # full cursor is cleared, so the next full run starts over.
+            self.cursor_page("", key=FULL_CURSOR, stream="feed")
+            self.cursor_page(last_seq, key="default", stream="feed")
 
-    def full_sync_complete(self, last_seq: str) -> Iterator[Any]:
-        # Once every packument before it is stored, the incremental cursor may start here and the
-        # full cursor is cleared, so the next full run starts over.
-        yield from self.checkpoints.open("", [], key=FULL_CURSOR)[1]
-        yield from self.checkpoints.open(last_seq, [], key="default")[1]
+    def more_work(self) -> Iterator[scrapy.Request]:
+        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.outstanding)
+        if self._deferred_page is not None and self.outstanding <= self.page_size:
+            yield self._deferred_page
+            self._deferred_page = None
 
     def seq_reset(self, since: str, last_seq: str, response: Response, mode: str) -> Iterator[Any]:
         self.crawler.stats.inc_value("npm/seq_resets")
         message = f"seq_reset: feed went back from {since} to {last_seq}"
         self.logger.error("npm: the changes feed's sequence went backwards (%s -> %s)", since, last_seq)
-        self.dead_letter(message, url=response.url, payload=response.body[:2048])
+        self.dead_letter(message, response=response, payload=response.body[:2048])
         if self.on_seq_reset == "fail":
             raise CloseSpider("npm_seq_reset")
         # Nothing is lost only if the new sequence is replayed from its start.
@@ -194,51 +188,51 @@ class NpmSpider(SourceSpider):
 
     # -- packuments -----------------------------------------------------------------------------
 
-    def packument_request(
-        self, name: str, *, page: int | str | None = None, change_rev: str | None = None, attempt: int = 0
-    ) -> scrapy.Request:
+    def packument_request(self, name: str, *, change_rev: str | None = None, attempt: int = 0) -> scrapy.Request:
         return scrapy.Request(
             self.registry_url + quote(name, safe="@"),
             callback=self.parse_packument,
-            errback=self.errback,
             headers={"Accept": "application/json"},
             meta={
                 "package": name,
-                "page": page,
                 "change_rev": change_rev,
                 "stale_attempt": attempt,
                 "handle_httpstatus_list": [404, 410],
             },
-            # names are de-duplicated before they are requested; a feed re-fetch is wanted
-            dont_filter=page is not None or not self.dedupe_across_workers,
+            # names are de-duplicated before they are requested (across workers: by the shared dupefilter);
+            # a request of a feed page is never filtered (crawler.extensions.cursors)
+            dont_filter=not self.dedupe_across_workers,
         )
 
     async def parse_packument(self, response: Response) -> AsyncIterator[Any]:
         name = response.meta["package"]
         if response.status in (404, 410):
             self.crawler.stats.inc_value(f"npm/http_{response.status}")
-            yield NpmPackage.tombstone(name)
-        elif (doc := self.parse_json(response)) is not None:
-            if self.is_stale(doc, response):
-                await asyncio.sleep(self.stale_delay)
-                yield self.packument_request(
-                    name,
-                    page=response.meta["page"],
-                    change_rev=response.meta["change_rev"],
-                    attempt=response.meta["stale_attempt"] + 1,
-                )
-                return
-            if not isinstance(doc, dict):
-                self.dead_letter("invalid_packument: not an object", url=response.url, payload=response.body)
-            elif record := self.build(NpmPackage.from_packument, doc, url=response.url, raw=response.body):
-                yield record
-        for item in self.request_finished(response.meta):
-            yield item
+            # a change the feed reported is a deletion; a name asked for by hand may be a typo
+            if response.meta.get("change_rev") is not None or await self.stored_before(NpmPackage, name):
+                yield NpmPackage.tombstone(name)
+            else:
+                self.not_found(name, response)
+            return
+        doc = self.parse_json(response)
+        if doc is None:
+            return
+        if not isinstance(doc, dict):
+            self.dead_letter("invalid_packument: not an object", response=response, payload=response.body)
+            return
+        if self.is_stale(doc, response):
+            await asyncio.sleep(self.stale_delay)
+            yield self.packument_request(
+                name, change_rev=response.meta["change_rev"], attempt=response.meta["stale_attempt"] + 1
+            )
+            return
+        if record := self.build(NpmPackage.from_packument, doc, response=response, raw=response.body):
+            yield record
 
-    def is_stale(self, doc: Any, response: Response) -> bool:
+    def is_stale(self, doc: dict[str, Any], response: Response) -> bool:
         """The CDN may serve a packument older than the change just seen: retry it a few times."""
         wanted = rev_generation(response.meta.get("change_rev"))
-        have = rev_generation(doc.get("_rev")) if isinstance(doc, dict) else None
+        have = rev_generation(doc.get("_rev"))
         if wanted is None or have is None or have >= wanted:
             return False
         if response.meta["stale_attempt"] >= self.stale_retries:
@@ -246,16 +240,6 @@ class NpmSpider(SourceSpider):
             return False
         self.crawler.stats.inc_value("npm/stale_refetched")
         return True
-
-    def request_finished(self, meta: dict[str, Any]) -> Iterator[Any]:
-        page = meta.get("page")
-        if page is None:
-            return
-        yield from self.checkpoints.done(page, meta["package"])
-        self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.checkpoints.outstanding)
-        if self._deferred_page is not None and self.checkpoints.outstanding <= self.page_size:
-            yield self._deferred_page
-            self._deferred_page = None
 
 
 def rev_generation(rev: Any) -> int | None:

@@ -1,0 +1,250 @@
+"""Checks over every source package: isolation, declarations, generated files, and bad input.
+
+A new source passes these without editing this file (see the checklist in crawler/spiders/base.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.spiderloader import SpiderLoader
+from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.project import get_project_settings
+from scrapy.utils.test import get_crawler
+from twisted.python.failure import Failure
+
+from crawler import docs
+from crawler.extensions.cursors import Cursors
+from crawler.items import Record
+from crawler.items.control import WorkDone
+from crawler.meta import MetaDB
+from crawler.middlewares.work import WorkMiddleware
+from crawler.sources import Setting, SettingError, Source, all_sources
+from crawler.spiders.base import SourceSpider
+from crawler.storage import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = all_sources()
+LOADER = SpiderLoader.from_settings(get_project_settings())
+SPIDERS = {name: LOADER.load(name) for name in LOADER.list()}
+#: mentions of a source's name outside its package that are not about the source
+NOT_THE_SOURCE = {
+    # repository-URL parsing shared by every source knows the git hosts and npm's `github:` shorthand
+    ("crawler/items/fields.py", "github"),
+    # a project_urls label ("GitHub") that names a repository link
+    ("crawler/spiders/pypi/records.py", "github"),
+}
+
+
+def test_every_source_package_is_found_and_has_one_spider():
+    assert set(SOURCES) >= {"npm", "pypi", "github"}
+    assert set(SPIDERS) == set(SOURCES)
+    for name, spider in SPIDERS.items():
+        assert issubclass(spider, SourceSpider) and spider.declaration is SOURCES[name]
+        assert spider.__module__.startswith(f"crawler.spiders.{name}.")
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_nothing_outside_a_source_package_names_it(name):
+    pattern = re.compile(rf"(?<![\w./-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+    offenders = []
+    for path in sorted((ROOT / "crawler").rglob("*")):
+        relative = path.relative_to(ROOT).as_posix()
+        if not path.is_file() or path.suffix not in (".py", ".sql", ".cfg", ".toml"):
+            continue
+        if relative.startswith(f"crawler/spiders/{name}/") or (relative, name) in NOT_THE_SOURCE:
+            continue
+        offenders += [
+            f"{relative}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
+        ]
+    assert offenders == [], f"{name} is named outside crawler/spiders/{name}/"
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_source_declares_sane_policy_settings_and_records(name):
+    source: Source = SOURCES[name]
+    policy = source.policy
+    assert 1 <= policy.concurrency <= 100, "concurrency must stay under the sources' secondary limits"
+    assert policy.retries >= 1 and policy.backoff_base > 0
+    assert 429 in policy.retry_http_codes and 503 in policy.retry_http_codes
+    assert 0 < policy.max_response_bytes <= 1024**3
+    names = [setting.name for setting in source.settings]
+    assert len(names) == len(set(names))
+    assert all(n.startswith(name.upper() + "_") for n in names), "a source's settings carry its prefix"
+    if policy.proxies_setting is not None:
+        assert policy.proxies_setting in names
+    for setting in source.settings:
+        assert setting.help.strip(), f"{setting.name} needs a help text (it is the generated documentation)"
+        assert setting.parse(None) == setting.default
+        if setting.secret:
+            assert setting.default in (None, ""), "a secret has no default"
+    assert source.records
+    for record_type in source.records:
+        assert Record.registry[record_type.namespace] is record_type
+        assert record_type.key and all(k in record_type.model_fields for k in record_type.key)
+        assert record_type.__module__ == f"crawler.spiders.{name}.records"
+
+
+def test_a_setting_of_the_wrong_type_is_one_clear_error():
+    with pytest.raises(SettingError, match=r"^NPM_CHANGES_PAGE_SIZE: expected an integer, got 'many'$"):
+        SOURCES["npm"].read_settings({"NPM_CHANGES_PAGE_SIZE": "many"})
+    with pytest.raises(SettingError, match=r"NPM_SEQ_RESET: expected one of rewind, fail, got 'later'"):
+        SOURCES["npm"].read_settings({"NPM_SEQ_RESET": "later"})
+    with pytest.raises(SettingError, match=r"GITHUB_COMMIT_STATS: expected true or false"):
+        SOURCES["github"].read_settings({"GITHUB_COMMIT_STATS": "sometimes"})
+    secret = Setting("X_TOKEN", "a token", "int", secret=True)
+    with pytest.raises(SettingError, match=r"got '\*\*\*'"):  # a secret's value is never echoed
+        secret.parse("hunter2")
+    assert SOURCES["npm"].read_settings({"NPM_CHANGES_PAGE_SIZE": "25"})["NPM_CHANGES_PAGE_SIZE"] == 25
+
+
+def test_a_bad_setting_stops_the_crawl_before_it_starts(workspace):
+    result = workspace.crawl("npm", "packages=left-pad", settings={"NPM_STALE_RETRIES": "often"}, check=False)
+    assert result.returncode != 0
+    assert "NPM_STALE_RETRIES: expected an integer, got 'often'" in result.stderr
+    assert "AttributeError" not in result.stderr
+    assert not (workspace.data / "npm").exists()
+
+
+def test_generated_files_are_up_to_date():
+    assert docs.stale(ROOT) == [], "generated files are stale: run `scrapy docs`"
+
+
+def test_generated_files_follow_the_declarations(monkeypatch):
+    text = docs.readme_tables(SOURCES)
+    for source in SOURCES.values():
+        for setting in source.settings:
+            assert f"| `{setting.name}` |" in text
+    units = docs.systemd_units(SOURCES)
+    scheduled = {name for name, source in SOURCES.items() if source.schedule is not None}
+    assert {path.name for path in units} == {f"ingestion-{n}.{k}" for n in scheduled for k in ("service", "timer")}
+    assert "GITHUB_TOKENS=\n" in docs.env_section(SOURCES)  # a secret never gets a value in the example
+
+
+# -- bad input: every callback, four hostile answers -------------------------------------------------
+
+SHAPES = {
+    "server_error": (500, b"Internal Server Error", "text/plain"),
+    "empty": (200, b"", "application/json"),
+    "garbage": (200, b"\x00\xff{{not json at all", "application/octet-stream"),
+    "html": (200, b"<!doctype html><html><body><h1>Welcome</h1><p>Sign in</p></body></html>", "text/html"),
+}
+
+
+class _Services:
+    """The crawl's services with an empty store and metadata DB, keeping the dead letters' reasons."""
+
+    def __init__(self, folder: Path) -> None:
+        self.reasons: list[str] = []
+        self.store = open_store(str(folder / "data"))
+        self.meta = MetaDB.connect(f"sqlite:///{folder / 'meta.db'}")
+
+    def dead_letter(self, reason: str, **_: Any) -> None:
+        self.reasons.append(reason)
+
+    def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(func, *args, **kwargs)
+
+
+def _response(request, shape: str) -> Response:
+    status, body, content_type = SHAPES[shape]
+    cls = HtmlResponse if content_type == "text/html" else TextResponse
+    return cls(request.url, status=status, body=body, headers={"Content-Type": content_type}, request=request)
+
+
+async def _drain(output: Any) -> list[Any]:
+    if output is None:
+        return []
+    if hasattr(output, "__aiter__"):
+        return [item async for item in output]
+    return list(output)
+
+
+def _run_callback(spider, middleware: WorkMiddleware, request, response: Response) -> list[Any]:
+    """What Scrapy does with one response: HttpError for an unhandled status (then the errback),
+    else the callback, its output read through the work middleware; an exception goes to the
+    middleware (and is returned in the output when nothing handles it)."""
+    allowed = set(request.meta.get("handle_httpstatus_list", ()))
+    recovered: list[Any] = []
+
+    def handle(exc: Exception) -> None:
+        handled = middleware.process_spider_exception(response, exc)
+        recovered.extend(handled if handled is not None else [exc])
+
+    async def guarded_async(output: Any) -> Any:
+        try:
+            async for item in output:
+                yield item
+        except Exception as exc:
+            handle(exc)
+
+    def guarded(output: Any) -> Any:
+        try:
+            yield from output
+        except Exception as exc:
+            handle(exc)
+
+    async def run() -> list[Any]:
+        if not 200 <= response.status < 300 and response.status not in allowed:
+            failure = Failure(HttpError(response, "Ignoring non-200 response"))
+            failure.request = request
+            errback = request.errback or spider.errback
+            try:
+                return await _drain(errback(failure))
+            except Exception as exc:  # a closing errback (CloseSpider) after recording what failed
+                return [exc]
+        try:
+            output = request.callback(response, **request.cb_kwargs)
+            if inspect.iscoroutine(output):
+                output = await output
+        except Exception as exc:
+            handle(exc)
+            return recovered
+        if hasattr(output, "__aiter__"):
+            items = [item async for item in middleware.process_spider_output_async(response, guarded_async(output))]
+        else:
+            items = list(middleware.process_spider_output(response, guarded(output or ())))
+        return items + recovered
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(SPIDERS))
+def test_every_callback_turns_hostile_answers_into_dead_letters(name, shape, monkeypatch, tmp_path):
+    spidercls = SPIDERS[name]
+    endpoints = {s.name: "http://127.0.0.1:9/" for s in spidercls.declaration.settings if s.type == "url"}
+    crawler = get_crawler(spidercls, {**endpoints, "STORAGE_URI": str(tmp_path)})
+    spider = spidercls.from_crawler(crawler, **spidercls.smoke_arguments)
+    crawler.spider = spider
+    dead = _Services(tmp_path)
+    cursors = Cursors(crawler)
+    monkeypatch.setattr(SourceSpider, "services", property(lambda self: dead))
+    monkeypatch.setattr(SourceSpider, "cursors", property(lambda self: cursors))
+    middleware = WorkMiddleware(crawler, cursors)
+
+    requests = spider.smoke_requests()
+    callbacks = {
+        name
+        for name, _ in inspect.getmembers(spidercls, inspect.isfunction)
+        if name.startswith("parse_") and not hasattr(SourceSpider, name)
+    }
+    assert {r.callback.__name__ for r in requests} == callbacks, "smoke_requests() must cover every parse_* callback"
+    for request in requests:
+        before = len(dead.reasons)
+        output = _run_callback(spider, middleware, request, _response(request, shape))
+        records = [item for item in output if isinstance(item, Record)]
+        crashes = [item for item in output if isinstance(item, Exception) and type(item).__name__ != "CloseSpider"]
+        label = f"{request.callback.__name__} given {shape}"
+        assert not crashes, f"{label} raised {crashes!r}"
+        assert len(dead.reasons) > before, f"{label} left no dead letter"
+        assert not [r for r in dead.reasons[before:] if r.startswith("callback_error")], f"{label}: {dead.reasons}"
+        assert not any(getattr(r, "deleted", False) for r in records), f"{label} stored a tombstone"
+        if not any(type(item).__name__ == "CloseSpider" for item in output):
+            assert sum(isinstance(item, WorkDone) for item in output) == 1, f"{label}: its unit must complete once"
