@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from crawler.scrapy_compat import AIOHTTP_HANDLER
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
@@ -119,10 +121,10 @@ SPIDER_MIDDLEWARES = {
     "crawler.distributed.middleware.LeaseAckMiddleware": 50,  # off unless REDIS_URL is set
 }
 # Scrapy's aiohttp handler costs less CPU per response than the Twisted one (bench/npm_crawl.py); it
-# supports proxies, size caps and data-loss detection the same way.
+# supports proxies, size caps and data-loss detection the same way. (A private Scrapy path: crawler/scrapy_compat.py.)
 DOWNLOAD_HANDLERS = {
-    "http": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
-    "https": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
+    "http": AIOHTTP_HANDLER,
+    "https": AIOHTTP_HANDLER,
 }
 # Items of one response go through the pipelines one after another: this keeps a checkpoint behind
 # the records yielded before it (DESIGN §3.1) and avoids Scrapy's per-response fan-out of 100 tasks.
