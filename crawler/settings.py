@@ -27,11 +27,12 @@ COMMANDS_MODULE = "crawler.commands"
 STORAGE_URI = _env("STORAGE_URI", "./data")
 # sqlite:///path.db (default: <data folder>/_meta/meta.db)
 META_DB_URL = _env("META_DB_URL")
-BATCH_MAX_RECORDS = int(_env("BATCH_MAX_RECORDS", "1000"))
-BATCH_MAX_BYTES = int(_env("BATCH_MAX_BYTES", str(10 * 1024 * 1024)))
-BATCH_IDLE_SECONDS = float(_env("BATCH_IDLE_SECONDS", "30"))
+# read as text, parsed and checked by crawler/config.py (a bad value: one error naming the setting)
+BATCH_MAX_RECORDS = _env("BATCH_MAX_RECORDS", "1000")
+BATCH_MAX_BYTES = _env("BATCH_MAX_BYTES", str(10 * 1024 * 1024))
+BATCH_IDLE_SECONDS = _env("BATCH_IDLE_SECONDS", "30")
 PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
-DEAD_LETTER_SAMPLE_BYTES = int(_env("DEAD_LETTER_SAMPLE_BYTES", "4096"))
+DEAD_LETTER_SAMPLE_BYTES = _env("DEAD_LETTER_SAMPLE_BYTES", "4096")
 RUN_ID = _env("RUN_ID")
 
 # -- sources -------------------------------------------------------------------------------------
