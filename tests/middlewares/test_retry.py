@@ -54,7 +54,7 @@ async def test_retry_waits_for_retry_after_then_retries(status, monkeypatch):
         waited.append(seconds)
 
     monkeypatch.setattr(mw, "_wait", fake_wait)
-    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
     request = Request("http://127.0.0.1/x")
     result = await mw.process_response(request, response(status, "3"))
     assert isinstance(result, Request) and result.meta["retry_times"] == 1
@@ -68,7 +68,7 @@ async def test_gives_up_after_the_last_retry(monkeypatch):
         return None
 
     monkeypatch.setattr(mw, "_wait", no_wait)
-    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
     request = Request("http://127.0.0.1/x", meta={"retry_times": mw.max_retry_times})
     final = response(429, "1")
     assert await mw.process_response(request, final) is final
@@ -89,7 +89,7 @@ async def test_retries_are_built_with_the_public_get_retry_request(without_priva
         waited.append(seconds)
 
     monkeypatch.setattr(mw, "_wait", fake_wait)
-    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
     request = Request("http://127.0.0.1/x", priority=5, meta={"priority_adjust": -2})
     retry = await mw.process_response(request, response(503, "2"))
     assert isinstance(retry, Request) and retry.meta["retry_times"] == 1 and retry.dont_filter
