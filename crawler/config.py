@@ -1,14 +1,158 @@
-"""Platform settings parsed once per crawler into a typed, documented object."""
+"""Platform settings parsed once per crawler into a typed, documented object.
+
+Every setting is read with one of the typed helpers below (``get_int``, ``get_positive_int``, ``get_float``,
+``get_positive_float``, ``get_bool``, ``get_choice``): a value of the wrong type raises :class:`SettingError`,
+one message naming the setting, the expected type and the value given, e.g.
+``BATCH_MAX_RECORDS: expected a positive integer, got 'abc'``, rather than Scrapy's ``getint()`` raising a
+bare ``ValueError``. A value that is unset (``None``) or empty falls back to the default, as an empty
+environment variable does in ``crawler/settings.py``.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
+
+from crawler.meta.db import MIN_PAYLOAD_LIMIT
+
+#: the Parquet codecs pyarrow writes
+PARQUET_CODECS = ("zstd", "snappy", "gzip", "brotli", "lz4", "lz4_raw", "none")
+
+
+class SettingError(UsageError):
+    """A setting's value is not of the expected type. A ``UsageError``: a command reports it as one line
+    (``scrapy <command>: error: …``) and exits with status 2."""
+
+    def __init__(self, name: str, expected: str, value: Any) -> None:
+        self.name = name
+        self.expected = expected
+        self.value = value
+        super().__init__(f"{name}: expected {expected}, got {value!r}", print_help=False)
+
+
+def _raw(settings: BaseSettings, name: str) -> Any:
+    value = settings.get(name)
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+    return value
+
+
+def _bounds(noun: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{noun} between {minimum} and {maximum}"
+    if minimum is not None:
+        return f"{noun} >= {minimum}"
+    if maximum is not None:
+        return f"{noun} <= {maximum}"
+    return noun
+
+
+def get_int(
+    settings: BaseSettings, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``name`` as an integer (an ``int``, or a string of one), within ``minimum``..``maximum`` (inclusive)."""
+    expected = _bounds("an integer", minimum, maximum)
+    value = _raw(settings, name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SettingError(name, expected, value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(name, expected, value) from None
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise SettingError(name, expected, value)
+    return number
+
+
+def get_positive_int(settings: BaseSettings, name: str, default: int) -> int:
+    """``name`` as an integer >= 1."""
+    try:
+        return get_int(settings, name, default, minimum=1)
+    except SettingError as exc:
+        raise SettingError(name, "a positive integer", exc.value) from None
+
+
+def get_float(
+    settings: BaseSettings,
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """``name`` as a finite number (an ``int``, a ``float`` or a string of one), within ``minimum``..``maximum``
+    (inclusive)."""
+    expected = _bounds("a number", minimum, maximum)
+    value = _raw(settings, name)
+    if value is None:
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SettingError(name, expected, value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(name, expected, value) from None
+    if not math.isfinite(number):
+        raise SettingError(name, expected, value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise SettingError(name, expected, value)
+    return number
+
+
+def get_positive_float(settings: BaseSettings, name: str, default: float) -> float:
+    """``name`` as a finite number > 0."""
+    number = get_float(settings, name, default)
+    if number <= 0:
+        raise SettingError(name, "a positive number", settings.get(name))
+    return number
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def get_bool(settings: BaseSettings, name: str, default: bool) -> bool:
+    """``name`` as a boolean: ``True``/``False``, ``1``/``0``, or (any case) ``true``/``false``, ``yes``/``no``,
+    ``on``/``off``, ``1``/``0``."""
+    value = _raw(settings, name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+    raise SettingError(name, "true or false", value)
+
+
+def get_choice(settings: BaseSettings, name: str, default: str, choices: Iterable[str]) -> str:
+    """``name`` as one of ``choices``, compared without case; returns the choice as listed."""
+    choices = tuple(choices)
+    value = _raw(settings, name)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+    raise SettingError(name, "one of " + ", ".join(repr(choice) for choice in choices), value)
 
 
 def new_run_id() -> str:
@@ -30,21 +174,19 @@ class IngestionConfig:
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> IngestionConfig:
+        """Parse and check the platform's settings; raises :class:`SettingError` on a bad value."""
         storage_uri = settings.get("STORAGE_URI") or "./data"
         meta_db_url = settings.get("META_DB_URL") or default_meta_db_url(storage_uri)
-        config = cls(
+        return cls(
             storage_uri=storage_uri,
             meta_db_url=meta_db_url,
-            batch_max_records=settings.getint("BATCH_MAX_RECORDS", 1000),
-            batch_max_bytes=settings.getint("BATCH_MAX_BYTES", 10 * 1024 * 1024),
-            batch_idle_seconds=settings.getfloat("BATCH_IDLE_SECONDS", 30.0),
-            parquet_compression=settings.get("PARQUET_COMPRESSION", "zstd"),
-            dead_letter_sample_bytes=settings.getint("DEAD_LETTER_SAMPLE_BYTES", 4096),
+            batch_max_records=get_positive_int(settings, "BATCH_MAX_RECORDS", 1000),
+            batch_max_bytes=get_positive_int(settings, "BATCH_MAX_BYTES", 10 * 1024 * 1024),
+            batch_idle_seconds=get_float(settings, "BATCH_IDLE_SECONDS", 30.0, minimum=0),
+            parquet_compression=get_choice(settings, "PARQUET_COMPRESSION", "zstd", PARQUET_CODECS),
+            dead_letter_sample_bytes=get_int(settings, "DEAD_LETTER_SAMPLE_BYTES", 4096, minimum=MIN_PAYLOAD_LIMIT),
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
         )
-        if config.batch_max_records < 1 or config.batch_max_bytes < 1:
-            raise ValueError("BATCH_MAX_RECORDS and BATCH_MAX_BYTES must be positive")
-        return config
 
 
 def default_meta_db_url(storage_uri: str) -> str:

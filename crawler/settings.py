@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from crawler.scrapy_compat import AIOHTTP_HANDLER
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
@@ -25,11 +27,12 @@ COMMANDS_MODULE = "crawler.commands"
 STORAGE_URI = _env("STORAGE_URI", "./data")
 # sqlite:///path.db (default: <data folder>/_meta/meta.db)
 META_DB_URL = _env("META_DB_URL")
-BATCH_MAX_RECORDS = int(_env("BATCH_MAX_RECORDS", "1000"))
-BATCH_MAX_BYTES = int(_env("BATCH_MAX_BYTES", str(10 * 1024 * 1024)))
-BATCH_IDLE_SECONDS = float(_env("BATCH_IDLE_SECONDS", "30"))
+# read as text, parsed and checked by crawler/config.py (a bad value: one error naming the setting)
+BATCH_MAX_RECORDS = _env("BATCH_MAX_RECORDS", "1000")
+BATCH_MAX_BYTES = _env("BATCH_MAX_BYTES", str(10 * 1024 * 1024))
+BATCH_IDLE_SECONDS = _env("BATCH_IDLE_SECONDS", "30")
 PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
-DEAD_LETTER_SAMPLE_BYTES = int(_env("DEAD_LETTER_SAMPLE_BYTES", "4096"))
+DEAD_LETTER_SAMPLE_BYTES = _env("DEAD_LETTER_SAMPLE_BYTES", "4096")
 RUN_ID = _env("RUN_ID")
 
 # -- sources -------------------------------------------------------------------------------------
@@ -95,10 +98,10 @@ SPIDER_MIDDLEWARES = {
     "crawler.middlewares.work.WorkMiddleware": 1000,
 }
 # Scrapy's aiohttp handler costs less CPU per response than the Twisted one (bench/npm_crawl.py); it
-# supports proxies, size caps and data-loss detection the same way.
+# supports proxies, size caps and data-loss detection the same way. (A private Scrapy path: crawler/scrapy_compat.py.)
 DOWNLOAD_HANDLERS = {
-    "http": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
-    "https": "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler",
+    "http": AIOHTTP_HANDLER,
+    "https": AIOHTTP_HANDLER,
 }
 # Items of one response go through the pipelines one after another: this keeps a checkpoint behind
 # the records yielded before it (DESIGN §3.1) and avoids Scrapy's per-response fan-out of 100 tasks.

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from scrapy.exceptions import UsageError
-
+from crawler.config import SettingError
 from crawler.policy import SourcePolicy
 
 if TYPE_CHECKING:
@@ -28,14 +27,6 @@ if TYPE_CHECKING:
 
 #: the package that holds one sub-package per source
 SOURCES_PACKAGE = "crawler.spiders"
-
-
-class SettingError(UsageError):
-    """A setting has a value of the wrong type or out of range: named, with what was expected."""
-
-    def __init__(self, name: str, expected: str, value: Any) -> None:
-        self.setting = name
-        super().__init__(f"{name}: expected {expected}, got {value!r}")
 
 
 def _parse_bool(value: Any) -> bool:

@@ -20,12 +20,13 @@ from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
 from crawler import docs
+from crawler.config import SettingError
 from crawler.extensions.cursors import Cursors
 from crawler.items import Record
 from crawler.items.control import WorkDone
 from crawler.meta import MetaDB
 from crawler.middlewares.work import WorkMiddleware
-from crawler.sources import Setting, SettingError, Source, all_sources
+from crawler.sources import Setting, Source, all_sources
 from crawler.spiders.base import SourceSpider
 from crawler.storage import open_store
 

@@ -32,6 +32,7 @@ from twisted.internet import task
 from crawler.distributed.coordinator import Coordinator, Keys
 from crawler.extensions.services import Services
 from crawler.items.control import WorkDone
+from crawler.scrapy_compat import wake_engine
 
 logger = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.5
@@ -122,12 +123,11 @@ class Distributed:
     def poll(self) -> None:
         """Wake the engine when this worker has free slots: the shared queue may have work for it."""
         engine = self.crawler.engine
-        slot = getattr(engine, "_slot", None)
-        if engine is None or slot is None or engine.needs_backout():
-            return
+        if engine.needs_backout():
+            return  # not open, closing, or the downloader is full
         if engine.downloader.active and len(engine.downloader.active) >= engine.downloader.total_concurrency // 2:
             return  # its own responses keep asking the scheduler
-        slot.nextcall.schedule()
+        wake_engine(engine)
 
     def spider_idle(self) -> None:
         """Stay open while other workers may still add work or die holding it."""

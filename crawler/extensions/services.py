@@ -15,7 +15,6 @@ from typing import Any
 
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import NotConfigured
 
 from crawler.config import IngestionConfig, new_run_id
 from crawler.meta import MetaDB
@@ -32,11 +31,9 @@ class Services:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Services:
-        try:
-            config = IngestionConfig.from_settings(crawler.settings)
-        except ValueError as exc:
-            raise NotConfigured(str(exc)) from exc
-        services = cls(crawler, config)
+        # a bad setting is an error, not a reason to run without these services (every other component needs
+        # them): SettingError stops the crawl before it starts
+        services = cls(crawler, IngestionConfig.from_settings(crawler.settings))
         # engine_stopped comes after every spider_closed handler (pipelines, run recorder) is done
         crawler.signals.connect(services.engine_stopped, signal=signals.engine_stopped)
         return services

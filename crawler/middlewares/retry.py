@@ -5,6 +5,10 @@ the first three): ``RETRY_TIMES``, ``RETRY_BACKOFF_BASE`` (seconds, default 1), 
 (default 120), ``RETRY_AFTER_MAX`` (the longest ``Retry-After`` obeyed, default 600 s; longer ones are
 capped). A request that fails after its last retry reaches the spider's errback, which records it
 as a dead letter.
+
+The retry request is built by Scrapy's public ``get_retry_request`` (the stock middleware's ``retry_times``,
+``max_retry_times``, ``priority_adjust`` and ``give_up_log_level`` meta keys and ``retry/*`` stats), not
+by the stock middleware's private ``_retry``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from email.utils import parsedate_to_datetime
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from scrapy.utils.response import response_status_message
@@ -38,7 +42,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
     async def process_response(self, request: Request, response: Response) -> Request | Response:
         if request.meta.get("dont_retry", False) or response.status not in self.retry_http_codes:
             return response
-        retry = self._retry(request, response_status_message(response.status))
+        retry = self.retry_request(request, response_status_message(response.status))
         if retry is None:
             return response
         delay = self.retry_after(response)
@@ -52,10 +56,22 @@ class BackoffRetryMiddleware(RetryMiddleware):
     async def process_exception(self, request: Request, exception: Exception) -> Request | Response | None:
         if request.meta.get("dont_retry", False) or not isinstance(exception, self.exceptions_to_retry):
             return None
-        retry = self._retry(request, exception)
+        retry = self.retry_request(request, exception)
         if retry is not None:
             await self._wait(self.backoff(request))
         return retry
+
+    def retry_request(self, request: Request, reason: str | Exception) -> Request | None:
+        """A copy of ``request`` to send again, or None when its retries are spent (logged, counted)."""
+        assert self.crawler.spider is not None
+        return get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=reason,
+            max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
+            priority_adjust=request.meta.get("priority_adjust", self.priority_adjust),
+            give_up_log_level=request.meta.get("give_up_log_level", self.give_up_log_level),
+        )
 
     def backoff(self, request: Request) -> float:
         """``base * 2**attempt`` with ±25 % jitter, capped by ``RETRY_BACKOFF_MAX``."""

@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -19,14 +23,72 @@ def test_replay_failed_then_status(workspace, fake_npm, npm_env):
     assert status["npm"]["distributed"] is None  # no REDIS_URL
 
     replay = workspace.scrapy("replay-failed", "npm", **npm_env)
-    assert "replaying 1 of 1" in replay.stdout
+    assert "replaying 1 of 1" in replay.stdout and "1 dead letter(s) marked replayed" in replay.stdout
     names = {row["name"] for row in workspace.query("SELECT name FROM npm_package")}
     assert names == {healthy, "fault-unavailable"}
     assert workspace.meta().failed("npm") == []  # marked replayed
+    assert workspace.meta().count_failed("npm", include_replayed=False) == 0
     assert json.loads(workspace.scrapy("status", "--format", "json").stdout)[1]["dead_letters"] == 0
     assert "none to replay" in workspace.scrapy("replay-failed", "npm", **npm_env).stdout
     table = workspace.scrapy("status").stdout
     assert "| npm " in table and "default=" not in table.split("| npm ")[0]
+
+
+def dead_letter_of_a_first_crawl(workspace, fake_npm, npm_env) -> str:
+    """One dead letter waiting (the fake's one-off 503 without retries); returns the healthy package."""
+    healthy = sorted(fake_npm.package_names())[0]
+    workspace.crawl("npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, **npm_env)
+    assert workspace.meta().count_failed("npm", include_replayed=False) == 1
+    return healthy
+
+
+def test_a_replay_that_cannot_store_its_records_leaves_the_dead_letters_waiting(workspace, fake_npm, npm_env):
+    dead_letter_of_a_first_crawl(workspace, fake_npm, npm_env)
+    # a store where every namespace the first crawl wrote is a file, not a folder: batches cannot be written
+    blocked = workspace.path / "blocked"
+    blocked.mkdir()
+    for namespace in workspace.data.iterdir():
+        if namespace.is_dir() and namespace.name != "_meta":
+            (blocked / namespace.name).write_text("not a folder")
+    meta_db_url = f"sqlite:///{workspace.data / '_meta' / 'meta.db'}"
+    replay = workspace.scrapy(
+        "replay-failed", "npm", check=False, STORAGE_URI=str(blocked), META_DB_URL=meta_db_url, **npm_env
+    )
+    assert "replaying 1 of 1" in replay.stdout
+    assert replay.returncode == 1, replay.stderr[-3000:]
+    assert "npm: the replay crawl could not store 1 batch(es) of records; its 1 dead letter(s) stay waiting" in (
+        replay.stderr
+    )
+    assert fake_npm.requests["fault-unavailable"] == 2  # the replay did fetch it
+    assert workspace.meta().count_failed("npm", include_replayed=False) == 1
+
+
+def test_a_replay_stopped_by_sigterm_leaves_the_dead_letters_waiting(workspace, fake_npm, npm_env):
+    dead_letter_of_a_first_crawl(workspace, fake_npm, npm_env)
+    fake_npm.latency = 2.0  # the replay is still downloading when it is stopped
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "replay-failed", "npm"],
+        cwd=workspace.path,
+        env={**workspace.env, **npm_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while fake_npm.requests["fault-unavailable"] < 2 and replay.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake_npm.requests["fault-unavailable"] == 2, "the replay never asked for the package"
+        replay.send_signal(signal.SIGTERM)
+        stdout, stderr = replay.communicate(timeout=60)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.communicate()
+    assert "replaying 1 of 1" in stdout
+    assert replay.returncode == 1, stderr[-3000:]
+    assert "npm: the replay crawl ended with finish reason 'shutdown'; its 1 dead letter(s) stay waiting" in stderr
+    assert workspace.meta().count_failed("npm", include_replayed=False) == 1
 
 
 def test_replay_arguments_per_source():

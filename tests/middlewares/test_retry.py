@@ -3,6 +3,7 @@ from email.utils import format_datetime
 
 import pytest
 from scrapy import Request
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
@@ -53,7 +54,7 @@ async def test_retry_waits_for_retry_after_then_retries(status, monkeypatch):
         waited.append(seconds)
 
     monkeypatch.setattr(mw, "_wait", fake_wait)
-    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
     request = Request("http://127.0.0.1/x")
     result = await mw.process_response(request, response(status, "3"))
     assert isinstance(result, Request) and result.meta["retry_times"] == 1
@@ -67,7 +68,41 @@ async def test_gives_up_after_the_last_retry(monkeypatch):
         return None
 
     monkeypatch.setattr(mw, "_wait", no_wait)
-    mw.crawler.spider = mw.crawler._create_spider(packages="x")
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
     request = Request("http://127.0.0.1/x", meta={"retry_times": mw.max_retry_times})
     final = response(429, "1")
     assert await mw.process_response(request, final) is final
+
+
+@pytest.fixture
+def without_private_retry(monkeypatch):
+    """Scrapy's stock middleware without its private ``_retry``: retries must come from the public
+    ``get_retry_request``."""
+    monkeypatch.delattr(RetryMiddleware, "_retry", raising=False)
+
+
+async def test_retries_are_built_with_the_public_get_retry_request(without_private_retry, monkeypatch):
+    mw = middleware()
+    waited = []
+
+    async def fake_wait(seconds):
+        waited.append(seconds)
+
+    monkeypatch.setattr(mw, "_wait", fake_wait)
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
+    request = Request("http://127.0.0.1/x", priority=5, meta={"priority_adjust": -2})
+    retry = await mw.process_response(request, response(503, "2"))
+    assert isinstance(retry, Request) and retry.meta["retry_times"] == 1 and retry.dont_filter
+    assert retry.priority == 3 and waited == [2]
+    stats = mw.crawler.stats
+    assert stats.get_value("retry/count") == 1
+    assert stats.get_value("retry/reason_count/503 Service Unavailable") == 1
+    assert stats.get_value("retry/retry_after_honoured") == 1
+
+    # an exception: backed off, not Retry-After; a request's own max_retry_times is honoured
+    retry = await mw.process_exception(request, TimeoutError())
+    assert isinstance(retry, Request) and retry.meta["retry_times"] == 1
+    assert 0.75 <= waited[-1] <= 1.25
+    spent = Request("http://127.0.0.1/x", meta={"retry_times": 1, "max_retry_times": 1})
+    assert await mw.process_exception(spent, TimeoutError()) is None
+    assert stats.get_value("retry/max_reached") == 1
