@@ -156,6 +156,8 @@ class NpmSpider(SourceSpider):
             self.cursor_page(last_seq, key="default", stream="feed")
 
     def more_work(self) -> Iterator[scrapy.Request]:
+        if self.mode not in ("incremental", "full"):
+            return  # named packages: no feed, no backlog to report
         self.crawler.stats.set_value("npm/backlog", self._feed_pending + self.outstanding)
         if self._deferred_page is not None and self.outstanding <= self.page_size:
             yield self._deferred_page
