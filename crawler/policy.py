@@ -1,8 +1,8 @@
-"""Per-source crawl policy, declared next to each spider (``SourceSpider.policy``).
+"""Per-source crawl policy, declared in each source's ``source.py`` (``Source.policy``).
 
 The base spider turns a :class:`SourcePolicy` into Scrapy settings, so a source's rate, concurrency,
-retries, proxies and size cap live in one declaration; ``tests/test_policy.py`` checks that
-every spider declares one and that it stays within sane bounds.
+retries, proxies, size cap and freshness TTL live in one declaration (each overridable with ``-s``);
+``tests/test_sources.py`` checks that every source declares one and that it stays within sane bounds.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class SourcePolicy:
     #: responses larger than this are abandoned and recorded as dead letters
     max_response_bytes: int = 100 * 1024 * 1024
     download_timeout: float = 60.0
+    #: seconds: a named key stored this recently is not fetched again (the design's KV caches); 0: always fetch
+    freshness_ttl: float = 0.0
 
     def scrapy_settings(self) -> dict[str, Any]:
         """The Scrapy settings this policy stands for (spider priority)."""
@@ -48,4 +50,5 @@ class SourcePolicy:
             "DOWNLOAD_WARNSIZE": min(self.max_response_bytes, 32 * 1024 * 1024),
             "DOWNLOAD_TIMEOUT": self.download_timeout,
             "PROXIES_SETTING": self.proxies_setting,
+            "FRESHNESS_TTL_SECONDS": self.freshness_ttl,
         }

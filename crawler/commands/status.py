@@ -1,6 +1,7 @@
-"""``scrapy status [--format table|json]``: one line per source — last run, finish reason, items, error
-rate, cursors, backlog, dead letters waiting, bytes stored, and with ``REDIS_URL`` set the distributed
-crawl's live workers, queued and leased requests."""
+"""``scrapy status [--format table|json]``: one line per declared source (``crawler/spiders/*/source.py``)
+— its schedule, last run, finish reason, items, error rate, cursors, backlog, dead letters waiting, bytes
+stored in its namespaces, and with ``REDIS_URL`` set the distributed crawl's live workers, queued and
+leased requests."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import argparse
 from typing import Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
-from scrapy.spiderloader import get_spider_loader
 from scrapy_redis import connection
 
 from crawler.config import IngestionConfig
 from crawler.distributed.coordinator import Coordinator, Keys
 from crawler.meta import MetaDB
 from crawler.query.output import render_json, render_table
+from crawler.sources import Source, all_sources
 
 COLUMNS = (
     "source",
+    "schedule",
     "last_run",
     "finish_reason",
     "items",
@@ -31,8 +33,8 @@ COLUMNS = (
 )
 
 
-def source_status(meta: MetaDB, spidercls: Any, server: Any = None, key_prefix: str = "crawler") -> dict[str, Any]:
-    source = getattr(spidercls, "source", spidercls.name)
+def source_status(meta: MetaDB, declaration: Source, server: Any = None, key_prefix: str = "crawler") -> dict[str, Any]:
+    source = declaration.name
     runs = meta.last_runs(source, limit=1)
     run = runs[0] if runs else {}
     stats = run.get("stats") or {}
@@ -42,9 +44,13 @@ def source_status(meta: MetaDB, spidercls: Any, server: Any = None, key_prefix: 
         for row in meta.cursors(source)
         if not row["cursor_key"].startswith("etag:")
     }
-    stored = sum(p.bytes for record in getattr(spidercls, "records", ()) for p in meta.partitions(record.namespace))
+    stored = sum(p.bytes for record in declaration.records for p in meta.partitions(record.namespace))
+    schedule = declaration.schedule
     return {
         "source": source,
+        "schedule": (
+            f"{schedule.cron} " + " ".join(f"{k}={v}" for k, v in schedule.arguments.items()) if schedule else None
+        ),
         "last_run": run.get("started_at"),
         "finish_reason": run.get("finish_reason"),
         "items": items,
@@ -56,7 +62,7 @@ def source_status(meta: MetaDB, spidercls: Any, server: Any = None, key_prefix: 
         "dead_letters": meta.count_failed(source, include_replayed=False),
         "bytes_stored": stored,
         "distributed": (
-            Coordinator(server, Keys.for_spider(key_prefix, spidercls.name), worker="status").snapshot()
+            Coordinator(server, Keys.for_spider(key_prefix, source), worker="status").snapshot()
             if server is not None
             else None
         ),
@@ -78,10 +84,9 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         meta = MetaDB.connect(IngestionConfig.from_settings(self.settings).meta_db_url)
-        loader = get_spider_loader(self.settings)
         server = connection.from_settings(self.settings) if self.settings.get("REDIS_URL") else None
         prefix = self.settings.get("DISTRIBUTED_KEY_PREFIX", "crawler")
-        rows = [source_status(meta, loader.load(name), server, prefix) for name in sorted(loader.list())]
+        rows = [source_status(meta, source, server, prefix) for _, source in sorted(all_sources().items())]
         meta.close()
         if opts.format == "json":
             print(render_json(COLUMNS, [[row[c] for c in COLUMNS] for row in rows]))

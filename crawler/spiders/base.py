@@ -166,16 +166,54 @@ class SourceSpider(scrapy.Spider):
         mode = getattr(self, "mode", None)
         if mode == WORKER_MODE:
             return
+        if mode == "named":
+            self.names = await self.not_fresh(list(dict.fromkeys(self.names)))
         if mode == "named" and self.distributed is not None:
             await self.share_named_requests()
             return
         if mode == "named":
-            for name in dict.fromkeys(self.names):
+            for name in self.names:
                 await self.room_in_scheduler()
                 yield self.name_request(name)
             return
         async for item in self.start_listing():
             yield item
+
+    async def not_fresh(self, names: list[str]) -> list[str]:
+        """The names to fetch: with a freshness TTL (``FRESHNESS_TTL_SECONDS``, from the policy), those whose
+        record was not stored within it. A cache of what was fetched lately, kept in the stored data."""
+        ttl = self.crawler.settings.getfloat("FRESHNESS_TTL_SECONDS", 0.0)
+        if ttl <= 0 or not names:
+            return names
+        fresh = await asyncio.to_thread(self._stored_since, self.records[0], ttl)
+        kept = [name for name in names if self.key_of_name(name) not in fresh]
+        self.crawler.stats.set_value(f"{self.source}/fresh_skipped", len(names) - len(kept))
+        self.logger.info(
+            "%s: %d of %d names stored within %g s: not fetched again",
+            self.name,
+            len(names) - len(kept),
+            len(names),
+            ttl,
+        )
+        return kept
+
+    def key_of_name(self, name: str) -> str:
+        """The stored key of a name given as an argument (a source that normalizes names overrides it)."""
+        return name
+
+    def _stored_since(self, record_type: type[Record], seconds: float) -> set[str]:
+        columns = ", ".join(f'"{column}"' for column in record_type.key)
+        with self._lookup_lock:
+            if self._lookup is None:
+                from crawler.query.views import connect  # DuckDB is loaded only by the runs that need it
+
+                self._lookup = connect(self.services.store)
+            rows = self._lookup.execute(
+                f"SELECT DISTINCT concat_ws('/', {columns}) FROM \"{record_type.table}_history\" "
+                "WHERE _ingested_at >= now() - to_seconds(?)",
+                [seconds],
+            ).fetchall()
+        return {key for (key,) in rows}
 
     async def share_named_requests(self) -> None:
         """A distributed named crawl: queue the named requests ahead, for every worker to take.
@@ -183,7 +221,7 @@ class SourceSpider(scrapy.Spider):
         Scrapy pulls start requests only as fast as this process's own downloads free up; the others
         would then find the shared queue empty. Up to ``start_backlog`` requests wait in it instead."""
         scheduler = self.crawler.engine.scheduler
-        for count, name in enumerate(dict.fromkeys(self.names)):
+        for count, name in enumerate(self.names):
             while count % 100 == 0 and len(scheduler) >= self.start_backlog:
                 await asyncio.sleep(0.05)
             self.crawler.engine.crawl(self.name_request(name))

@@ -21,6 +21,7 @@ def test_replay_failed_then_status(workspace, fake_npm, npm_env):
     assert status["npm"]["items"] == 1 and status["npm"]["error_rate"] == 0.5 and status["npm"]["errors"] == 0
     assert status["npm"]["bytes_stored"] > 0 and status["github"]["last_run"] is None
     assert status["npm"]["distributed"] is None  # no REDIS_URL
+    assert status["npm"]["schedule"] == "0 2 * * * mode=incremental" and status["github"]["schedule"] is None
 
     replay = workspace.scrapy("replay-failed", "npm", **npm_env)
     assert "replaying 1 of 1" in replay.stdout and "1 dead letter(s) marked replayed" in replay.stdout

@@ -30,8 +30,10 @@ from tests.deploy.conftest import ROOT, VENV_BIN, clean_env, free_port
 
 DEPLOY = ROOT / "deploy"
 ENV_FILE = "/etc/scrapy-ingestion/ingestion.env"
-SCHEDULE = {"npm": "0 2 * * *", "pypi": "0 3 * * *"}
-ON_CALENDAR = {"npm": "*-*-* 02:00:00 UTC", "pypi": "*-*-* 03:00:00 UTC"}
+#: what the sources declare (crawler/spiders/<name>/source.py); the files must say the same
+SCHEDULES = {name: source.schedule for name, source in all_sources().items() if source.schedule is not None}
+SCHEDULE = {name: schedule.cron for name, schedule in SCHEDULES.items()}
+ON_CALENDAR = {name: schedule.on_calendar for name, schedule in SCHEDULES.items()}
 FIELD_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]  # minute hour day-of-month month day-of-week
 ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -102,11 +104,16 @@ def check_spider_invocation(spider: str, arguments: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------------------------- crontab
 
 
+def test_the_daily_schedules_are_the_documented_ones() -> None:
+    assert {name: SCHEDULE[name] for name in ("npm", "pypi")} == {"npm": "0 2 * * *", "pypi": "0 3 * * *"}
+    assert ON_CALENDAR["npm"] == "*-*-* 02:00:00 UTC" and ON_CALENDAR["pypi"] == "*-*-* 03:00:00 UTC"
+
+
 def test_crontab_runs_each_source_daily_in_utc() -> None:
     variables, entries = cron_entries()
     assert variables["CRON_TZ"] == "UTC"
     active = [e for e in entries if e.active]
-    assert len(active) == 2
+    assert len(active) == len(SCHEDULE) >= 2
     for spider, times in SCHEDULE.items():
         (entry,) = [e for e in active if f"scrapy crawl {spider} " in e.command]
         assert entry.times == times
@@ -134,13 +141,14 @@ def test_crontab_commands_exist() -> None:
                 # the checkout's virtualenv; here: the one running the tests
                 assert program == ".venv/bin/scrapy" and (VENV_BIN / "scrapy").exists()
                 spider, arguments = crawl_arguments(words)
-                assert arguments == {"mode": "incremental"}
+                assert arguments == dict(SCHEDULES[spider].arguments)
                 check_spider_invocation(spider, arguments)
             elif program == "deploy/schedule-scrapyd.sh":
                 script = ROOT / program
                 assert script.is_file() and script.stat().st_mode & 0o111, f"{script} must be executable"
                 spider, *rest = words[1:]
-                assert entry.times == SCHEDULE[spider] and rest == ["mode=incremental"]
+                assert entry.times == SCHEDULE[spider]
+                assert rest == [f"{k}={v}" for k, v in SCHEDULES[spider].arguments.items()]
                 check_spider_invocation(spider, dict(arg.split("=", 1) for arg in rest))
             elif program == "curl":
                 assert shutil.which("curl")
@@ -178,7 +186,8 @@ def test_systemd_timer_and_service(spider: str) -> None:
     assert service["EnvironmentFile"] == ENV_FILE
     command = shlex.split(service["ExecStart"])
     assert command[0] == f"{service['WorkingDirectory']}/.venv/bin/scrapy"
-    assert command[1:] == ["crawl", spider, "-a", "mode=incremental"]
+    assert command[1:3] == ["crawl", spider]
+    assert command[3:] == [part for k, v in SCHEDULES[spider].arguments.items() for part in ("-a", f"{k}={v}")]
     check_spider_invocation(*crawl_arguments(command))
 
 

@@ -142,3 +142,18 @@ def test_missing_registry_configuration_is_a_clear_error(workspace):
     )
     assert result.returncode != 0
     assert "NPM_REGISTRY_URL" in result.stderr
+
+
+def test_freshness_ttl_skips_names_stored_within_it(workspace, fake_npm, npm_env):
+    names = sorted(fake_npm.package_names())[:4]
+    workspace.crawl("npm", "packages=" + ",".join(names[:3]), **npm_env)
+    fake_npm.reset_counters()
+    workspace.crawl("npm", "packages=" + ",".join(names), settings={"FRESHNESS_TTL_SECONDS": 3600}, **npm_env)
+    fetched = {key for key in fake_npm.requests if not key.startswith("_")}
+    assert fetched == {names[3]}  # the three stored a moment ago are fresh
+    run = workspace.meta().last_runs("npm")[0]
+    assert run["stats"]["npm/fresh_skipped"] == 3 and run["items"] == 1
+
+    fake_npm.reset_counters()
+    workspace.crawl("npm", "packages=" + ",".join(names), **npm_env)  # the policy's default: no TTL
+    assert {key for key in fake_npm.requests if not key.startswith("_")} == set(names)

@@ -72,6 +72,9 @@ class PypiSpider(SourceSpider):
     def name_request(self, name: str) -> scrapy.Request:
         return self.project_request(name)
 
+    def key_of_name(self, name: str) -> str:
+        return normalize_name(name)
+
     def smoke_requests(self) -> list[scrapy.Request]:
         draft = PypiPackage.from_simple_page("tiny", [{"version": "1.0"}], ["1.0"], 7)
         metadata = scrapy.Request(
