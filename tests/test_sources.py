@@ -249,3 +249,29 @@ def test_every_callback_turns_hostile_answers_into_dead_letters(name, shape, mon
         assert not any(getattr(r, "deleted", False) for r in records), f"{label} stored a tombstone"
         if not any(type(item).__name__ == "CloseSpider" for item in output):
             assert sum(isinstance(item, WorkDone) for item in output) == 1, f"{label}: its unit must complete once"
+
+
+def test_a_source_brings_its_own_components_into_the_crawl_settings():
+    """A transport (download handler) or a middleware of a source joins the project's components, and
+    survives Scrapy re-applying the process's settings to the crawler."""
+    own = Source(
+        name="example",
+        title="an example source",
+        records=SOURCES["npm"].records,
+        policy=SOURCES["npm"].policy,
+        settings=(Setting("EXAMPLE_LIMIT", "a limit", "int", 5),),
+        download_handlers={"whois": "example.handlers.WhoisDownloadHandler"},
+        downloader_middlewares={"example.middleware.Budget": 555},
+    )
+
+    class ExampleSpider(SourceSpider):
+        declaration = own
+
+    settings = get_project_settings()
+    ExampleSpider.update_settings(settings)
+    settings.update(get_project_settings())  # what CrawlerProcess.create_crawler does
+    assert settings.getwithbase("DOWNLOAD_HANDLERS")["whois"] == "example.handlers.WhoisDownloadHandler"
+    assert settings.getwithbase("DOWNLOAD_HANDLERS")["http"]  # the project's own stay
+    assert settings.getwithbase("DOWNLOADER_MIDDLEWARES")["example.middleware.Budget"] == 555
+    assert settings.getwithbase("DOWNLOADER_MIDDLEWARES")["crawler.middlewares.retry.BackoffRetryMiddleware"]
+    assert settings.get("EXAMPLE_LIMIT") == 5 and ExampleSpider.name == "example"

@@ -95,3 +95,9 @@ def test_conformance_with_recorded_json_api(sample):
     assert record.classifiers == info["classifiers"]
     expected_license = info.get("license_expression") or (info.get("license") or "").splitlines()[0] or None
     assert record.license == expected_license
+
+
+def test_license_expressions_are_canonical_spdx():
+    assert license_of("mit or apache-2.0", None, None) == "MIT OR Apache-2.0"
+    assert license_of("Not (a valid expression", None, None) == "Not (a valid expression"
+    assert license_of(None, "BSD\nfull text…", None) == "BSD"

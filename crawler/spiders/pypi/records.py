@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -162,10 +163,13 @@ def known(value: Any, limit: int | None = None) -> str | None:
 
 
 def license_of(expression: Any, license_field: Any, classifiers: Any) -> str | None:
-    """PEP 639 ``license_expression``; else the license field (its first line: some hold the whole
-    text); else the license classifier's last part."""
+    """PEP 639 ``license_expression`` (canonical SPDX form, by ``packaging``); else the license field (its
+    first line: some hold the whole text); else the license classifier's last part."""
     if value := known(expression):
-        return value
+        try:
+            return canonicalize_license_expression(value)
+        except InvalidLicenseExpression:
+            return value[:LICENSE_LIMIT]  # kept as published: a query can still find it
     if value := known(license_field):
         first_line = value.splitlines()[0].strip()
         return first_line[:LICENSE_LIMIT] if first_line else None
