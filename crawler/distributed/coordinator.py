@@ -46,10 +46,14 @@ end
 return out
 """
 
-# Queue a request unless the dupefilter has seen its fingerprint (ARGV[1]; empty: do not filter).
-# KEYS: dupefilter set, queue; ARGV: fingerprint, score, encoded request. Returns 1 if queued.
+# Queue a request unless the dupefilter has seen its fingerprint (ARGV[1]; empty: do not filter), and add
+# its unit of work to the cursor pages it belongs to in the same step (a worker that dies between the two
+# would otherwise leave a page waiting for a unit never queued, or a queued unit its page does not wait for).
+# KEYS: dupefilter set, queue; ARGV: fingerprint, score, encoded request, key base, page, unit, page, unit…
+# Returns 1 if queued.
 _ENQUEUE = """
 if ARGV[1] ~= '' and redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+for i = 5, #ARGV, 2 do redis.call('SADD', ARGV[4] .. ':units:' .. ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
@@ -337,9 +341,16 @@ class Coordinator:
         found = self._pop(keys=[self.keys.queue, self.keys.leases(self.worker), self.keys.lease_counter], args=[count])
         return [(found[i].decode(), found[i + 1]) for i in range(0, len(found), 2)]
 
-    def push(self, data: bytes, priority: int, fingerprint: str | None = None) -> bool:
-        """Queue an encoded request (scrapy-redis's priority order), unless ``fingerprint`` was seen."""
-        queued = self._enqueue(keys=[self.keys.dupefilter, self.keys.queue], args=[fingerprint or "", -priority, data])
+    def push(
+        self, data: bytes, priority: int, fingerprint: str | None = None, units: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Queue an encoded request (scrapy-redis's priority order), unless ``fingerprint`` was seen; its
+        (page, unit) pairs join the pages' units in the same step."""
+        pairs = [part for pair in units for part in pair]
+        queued = self._enqueue(
+            keys=[self.keys.dupefilter, self.keys.queue],
+            args=[fingerprint or "", -priority, data, self.keys.base, *pairs],
+        )
         return bool(queued)
 
     def held(self) -> int:
@@ -361,13 +372,6 @@ class Coordinator:
             args=[page, value, key, self.keys.base, *units],
         )
         return bool(opened)
-
-    def add_units(self, units: Iterable[tuple[str, str]]) -> None:
-        """Add (page, unit) pairs: work a unit of the page yielded, registered before it is queued."""
-        pipe = self.server.pipeline(transaction=False)
-        for page, unit in units:
-            pipe.sadd(self.keys.units(page), unit)
-        pipe.execute()
 
     def units_done(self, units: Iterable[tuple[str, str]]) -> bool:
         """Mark (page, unit) pairs stored; True if a cursor value was released."""

@@ -18,6 +18,7 @@ from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
 from crawler.distributed.coordinator import Coordinator
+from crawler.extensions.cursors import PAGES_META, UNIT_META
 from crawler.middlewares import CREDENTIAL_HEADERS_META
 
 LEASE_META = "lease"
@@ -86,8 +87,10 @@ class LeasingScheduler(Scheduler):
         # the queue, the old lease has nothing left to protect.
         old_lease = request.meta.pop(LEASE_META, None)
         fingerprint = None if request.dont_filter else self.df.request_fingerprint(request)
-        # the dupefilter check and the push are one round trip
-        queued = self.coordinator.push(self.queue._encode_request(request), request.priority, fingerprint)
+        unit = request.meta.get(UNIT_META)
+        units = [(page, unit) for page in request.meta.get(PAGES_META, ())] if unit is not None else []
+        # the dupefilter check, the unit's place in its cursor pages and the push are one round trip
+        queued = self.coordinator.push(self.queue._encode_request(request), request.priority, fingerprint, units)
         self._empty_until = 0.0
         if not queued:
             self.df.log(request, self.spider)

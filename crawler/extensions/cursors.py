@@ -137,7 +137,8 @@ class SharedPages:
         return page
 
     def add(self, pages: Sequence[str], unit: str) -> None:
-        self.coordinator.add_units([(page, unit) for page in pages])
+        """Nothing here: the shared scheduler adds the unit to its pages when it queues the request, in
+        the same step (:meth:`Coordinator.push`)."""
 
     def done(self, pages: Sequence[str], unit: str, failed: bool) -> None:
         raise AssertionError("distributed units are completed when their records are stored (Distributed)")

@@ -62,6 +62,20 @@ def test_pages_release_in_order_across_workers(redis_prefix):
     assert a.release() == 0 and a.released_cursors() == {"default": "200"}
 
 
+def test_a_queued_request_joins_its_pages_in_the_same_step(redis_prefix):
+    a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
+    assert a.open_page("p1", "100", "default", ["opener"])
+    # the opener's callback queued two requests of the page, one of them also in an inner page
+    assert a.open_page("p2", "etag", "etag:/x", ["opener"])
+    assert a.push(b"req-1", 0, None, [("p1", "u1")])
+    assert a.push(b"req-2", 0, None, [("p1", "u2"), ("p2", "u2")])
+    assert not a.units_done([("p1", "opener"), ("p2", "opener")])  # the page waits for what it queued
+    assert not b.units_done([("p1", "u1")])
+    assert b.units_done([("p1", "u2"), ("p2", "u2")])
+    assert a.released_cursors() == {"default": "100", "etag:/x": "etag"}
+    assert a.server.zcard(a.keys.queue) == 2
+
+
 def test_the_newest_released_cursor_is_kept_whoever_released_it(redis_prefix):
     a, b = coordinator(redis_prefix, "a"), coordinator(redis_prefix, "b")
     a.open_page("p1", "100", "default", ["x"])
