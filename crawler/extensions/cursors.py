@@ -224,13 +224,16 @@ class Cursors:
 
     def finished(self, meta: dict[str, Any]) -> WorkDone | None:
         """The item that follows a unit's output (its records): completes it in its pages once stored.
-        None if it was made already (an errback run inside the middleware chain, for an HTTP error)."""
+        None if it was made already (an errback run inside the middleware chain, for an HTTP error), or
+        if nothing waits for it (no page, no lease: a named fetch in one process)."""
         if meta.get(FINISHED_META):
             return None
         meta[FINISHED_META] = True
         self.outstanding = max(self.outstanding - 1, 0)
         lease = meta.get("lease")
         distributed = self.distributed
+        if distributed is None and not meta.get(PAGES_META):
+            return None
         if distributed is not None:
             distributed.expect_ack()  # every WorkDone is applied once what came before it is stored
         return WorkDone(meta.get(UNIT_META, ""), tuple(meta.get(PAGES_META, ())), bool(meta.get(FAILED_META)), lease)

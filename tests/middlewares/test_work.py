@@ -44,7 +44,7 @@ def chain(monkeypatch):
 
 
 def scrape(manager: SpiderMiddlewareManager, callback) -> list[Any]:
-    request = scrapy.Request("http://127.0.0.1:9/a", callback=callback, meta={UNIT_META: "u1", PAGES_META: ()})
+    request = scrapy.Request("http://127.0.0.1:9/a", callback=callback, meta={UNIT_META: "u1", PAGES_META: ("p1",)})
     response = TextResponse(request.url, body=b"{}", request=request)
 
     async def call(result, request):
@@ -67,7 +67,14 @@ def test_output_then_one_work_done(chain):
     items = scrape(manager, callback)
     assert [type(item).__name__ for item in items] == ["NpmPackage", "Request", "WorkDone"]
     assert items[1].meta[UNIT_META] != "u1" and items[1].errback is not None  # its own unit; failures end well
+    assert items[1].meta[PAGES_META] == ("p1",)  # and the pages of the response that yielded it
     assert recorder.reasons == []
+
+
+def test_a_unit_that_no_cursor_waits_for_needs_no_work_done(chain):
+    crawler, _, _ = chain
+    request = scrapy.Request("http://127.0.0.1:9/a", meta={UNIT_META: "u1", PAGES_META: ()})
+    assert crawler.get_extension(Cursors).finished(request.meta) is None  # a named fetch: nothing to release
 
 
 def test_a_callback_that_raises_midway_keeps_its_output_and_completes_its_unit(chain):

@@ -148,7 +148,7 @@ class GithubSpider(SourceSpider):
         record = self.build(GithubProfile.from_api, doc, response=response, raw=response.body) if doc else None
         if record is not None:
             yield record
-        if with_repos and response.status in (200, 304):
+        if with_repos and (record is not None or response.status == 304):  # not for a body that was no profile
             login = response.url.rstrip("/").rsplit("/", 1)[1]
             yield self.api_request(f"users/{login}/repos?per_page={PER_PAGE}", self.parse_repo_list)
 
