@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from crawler.config import SettingError
 from crawler.policy import SourcePolicy
@@ -43,6 +45,15 @@ def _parse_bool(value: Any) -> bool:
 def _parse_list(value: Any) -> list[str]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     return [str(item).strip() for item in items if str(item).strip()]
+
+
+_CREDENTIAL_QUERY = re.compile(r"(?:^|&)(?:access_token|token|api_key|apikey|key|secret|password)=", re.IGNORECASE)
+
+
+def _carries_credentials(url: str) -> bool:
+    """A user:password@ part, or a token in the query string."""
+    parts = urlsplit(url.strip())
+    return bool(parts.username or parts.password or _CREDENTIAL_QUERY.search(parts.query))
 
 
 def _parse_url(value: Any) -> str:
@@ -86,6 +97,11 @@ class Setting:
         """The typed value of ``raw``, or :class:`SettingError` naming the setting and what it expects."""
         if raw is None or (isinstance(raw, str) and raw.strip() == "" and self.type != "list"):
             return self.default
+        if self.type == "url" and _carries_credentials(str(raw)):
+            # never echoed: the value holds a secret
+            raise SettingError(
+                self.name, "a URL without credentials (tokens go in the source's secret settings)", "***"
+            )
         expected, parser = SETTING_TYPES[self.type]
         if self.choices:
             expected = "one of " + ", ".join(self.choices)

@@ -129,13 +129,15 @@ def test_generated_files_follow_the_declarations(monkeypatch):
     assert "GITHUB_TOKENS=\n" in docs.env_section(SOURCES)  # a secret never gets a value in the example
 
 
-# -- bad input: every callback, four hostile answers -------------------------------------------------
+# -- bad input: every callback, hostile answers -------------------------------------------------
 
 SHAPES = {
     "server_error": (500, b"Internal Server Error", "text/plain"),
     "empty": (200, b"", "application/json"),
     "garbage": (200, b"\x00\xff{{not json at all", "application/octet-stream"),
     "html": (200, b"<!doctype html><html><body><h1>Welcome</h1><p>Sign in</p></body></html>", "text/html"),
+    "null": (200, b"null", "application/json"),
+    "deep": (200, b"[" * 5000 + b"]" * 5000, "application/json"),
 }
 
 
@@ -280,3 +282,17 @@ def test_a_source_brings_its_own_components_into_the_crawl_settings():
     assert settings.getwithbase("DOWNLOADER_MIDDLEWARES")["example.middleware.Budget"] == 555
     assert settings.getwithbase("DOWNLOADER_MIDDLEWARES")["crawler.middlewares.retry.BackoffRetryMiddleware"]
     assert settings.get("EXAMPLE_LIMIT") == 5 and ExampleSpider.name == "example"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2@127.0.0.1/api/",
+        "https://127.0.0.1/api/?access_token=hunter2",
+        "http://x.test/?key=hunter2",
+    ],
+)
+def test_an_endpoint_carrying_a_credential_is_refused_without_echoing_it(url):
+    with pytest.raises(SettingError) as refused:
+        SOURCES["github"].read_settings({"GITHUB_API_URL": url})
+    assert "GITHUB_API_URL" in str(refused.value) and "hunter2" not in str(refused.value)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import orjson
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 # Columns added to every record of every namespace by the normalize pipeline.
 METADATA_FIELDS: dict[str, pa.DataType] = {
@@ -33,11 +33,15 @@ class _JsonColumn:
 def _to_json_text(value: Any) -> str | None:
     if value is None:
         return None
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than the encoder allows
+        raise ValueError(f"not storable as JSON text: {exc}") from None
 
 
-#: A free-form JSON value kept as JSON text, e.g. a package manifest.
-JsonText = Annotated[Any, _JsonColumn(), PlainSerializer(_to_json_text, return_type=str | None)]
+#: A free-form JSON value (given decoded, e.g. a package manifest), kept as JSON text. Encoded when the
+#: record is built, so a value that cannot be stored fails there (a dead letter), not in the pipelines.
+JsonText = Annotated[str | None, _JsonColumn(), BeforeValidator(_to_json_text)]
 
 
 class _Registry(dict[str, type["Record"]]):

@@ -10,7 +10,8 @@ links):
    ``declaration = SOURCE``). Nothing outside the package names the source.
 2. Arguments: ``__init__(self, <arguments>, **kwargs)``; named crawls call :meth:`names_and_mode` and
    implement :meth:`name_request`; listings implement :meth:`start_listing`.
-3. Settings: read them from ``self.options`` (typed and checked before the crawl starts).
+3. Settings: read them from ``self.options`` (typed and checked before the crawl starts). A request that
+   names the key of the record it fetches carries it in ``meta[EXPECTED_KEY_META]``.
 4. Callbacks turn a response into records, tombstones or dead letters: use :meth:`parse_json`,
    :meth:`build` and :meth:`dead_letter` (always pass ``response=``). A callback that raises becomes a
    dead letter; a failed download too (:meth:`errback`; a custom errback must ``yield from
@@ -53,6 +54,8 @@ from crawler.sources import Source
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=Record)
+#: request meta: the key of the record the request asks for (checked against the answer's, see ``build``)
+EXPECTED_KEY_META = "expected_key"
 #: the mode of a process that only takes work from a distributed crawl's shared queue
 WORKER_MODE = "worker"
 SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|credential", re.IGNORECASE)
@@ -355,19 +358,35 @@ class SourceSpider(scrapy.Spider):
         return found is not None
 
     def parse_json(self, response: Response) -> Any | None:
-        """The response body as JSON, or None after recording a dead letter."""
+        """The response body as JSON, or None after recording a dead letter (also for a body that is
+        JSON ``null``: no answer carries nothing)."""
         try:
-            return orjson.loads(response.body)
+            value = orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
             self.dead_letter(f"invalid_json: {exc}", response=response, payload=response.body)
             return None
+        if value is None:
+            self.dead_letter("invalid_json: the body is null", response=response, payload=response.body)
+        return value
 
     def build(
         self, factory: Callable[..., R], payload: Any, *, response: Response, raw: bytes | None = None
     ) -> R | None:
-        """``factory(payload)``, or None after recording a dead letter when it does not validate."""
+        """``factory(payload)``, or None after recording a dead letter when it does not validate, or when
+        its key is not the one the request asked for (``expected_key`` in the request's meta): an answer
+        for another key must never replace that key's record (a wrong mirror, a hostile proxy)."""
         try:
-            return factory(payload)
+            record = factory(payload)
+            expected = response.meta.get(EXPECTED_KEY_META)
+            if expected is not None and record.key_value() != expected:
+                self.crawler.stats.inc_value(f"{self.source}/key_mismatch")
+                self.dead_letter(
+                    f"key_mismatch: asked for {expected!r}, the answer is {record.key_value()!r}"[:300],
+                    response=response,
+                    payload=response.body,
+                )
+                return None
+            return record
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             reason = f"invalid_record: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             try:

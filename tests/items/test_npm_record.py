@@ -99,3 +99,14 @@ def test_conformance_with_recorded_packuments(sample):
     assert record.unpublished == ("unpublished" in doc.get("time", {}))
     if latest:
         assert record.description == doc["versions"][latest].get("description", doc.get("description"))
+
+
+def test_a_manifest_too_deep_to_store_fails_when_the_record_is_built():
+    deep: dict = {}
+    node = deep
+    for _ in range(400):  # deeper than the JSON encoder allows
+        node["a"] = {}
+        node = node["a"]
+    doc = {"name": "deep", "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {"name": "deep", "x": deep}}}
+    with pytest.raises(ValueError, match="not storable as JSON text"):
+        NpmPackage.from_packument(doc)

@@ -79,3 +79,25 @@ def test_a_paused_token_rests_while_another_works():
     assert index is None and 3 <= wait < 3.1
     clock.now += 3
     assert pool.acquire("core")[0] == 1
+
+
+def test_tokens_go_only_to_the_api_host_also_after_a_redirect():
+    import asyncio
+
+    from scrapy import Request
+    from scrapy.utils.test import get_crawler
+
+    from crawler.spiders.github.middleware import GithubRateLimitMiddleware
+
+    crawler = get_crawler(settings_dict={"GITHUB_TOKENS": "ghp_secret1", "GITHUB_API_URL": "http://127.0.0.1:8767/"})
+    middleware = GithubRateLimitMiddleware.from_crawler(crawler)
+    api = Request("http://127.0.0.1:8767/users/octo")
+    asyncio.run(middleware.process_request(api))
+    assert api.headers[b"Authorization"] == b"Bearer ghp_secret1"
+    # the API redirected the request to another host: Scrapy copies it, headers included
+    moved = api.replace(url="http://127.0.0.2:8767/users/octo")
+    asyncio.run(middleware.process_request(moved))
+    assert b"Authorization" not in moved.headers
+    other_port = api.replace(url="http://127.0.0.1:9999/users/octo")
+    asyncio.run(middleware.process_request(other_port))
+    assert b"Authorization" not in other_port.headers

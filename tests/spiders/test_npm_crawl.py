@@ -157,3 +157,13 @@ def test_freshness_ttl_skips_names_stored_within_it(workspace, fake_npm, npm_env
     fake_npm.reset_counters()
     workspace.crawl("npm", "packages=" + ",".join(names), **npm_env)  # the policy's default: no TTL
     assert {key for key in fake_npm.requests if not key.startswith("_")} == set(names)
+
+
+def test_an_answer_for_another_package_is_a_dead_letter_not_a_record_of_it(workspace):
+    """A mirror or proxy answering /victim with another package's document must not overwrite that package."""
+    forged = {"name": "other-package", "dist-tags": {"latest": "6.6.6"}, "versions": {"6.6.6": {"name": "x"}}}
+    with FakeNpmRegistry(packages=2, seed=1, extra={"victim": forged}).serve() as fake:
+        workspace.crawl("npm", "packages=victim", NPM_REGISTRY_URL=fake.registry_url)
+    assert workspace.query("SELECT name FROM npm_package_history") == []
+    (failed,) = workspace.meta().failed("npm")
+    assert failed["reason"].startswith("key_mismatch: asked for 'victim'") and failed["url"].endswith("/victim")

@@ -32,6 +32,11 @@ RATE_LIMIT_STATUSES = frozenset({403, 429})
 UNKNOWN_BUDGET = 10**9  # a token whose window is new: the next response tells its real budget
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower() + f":{parts.port or ''}"
+
+
 def resource_of(url: str) -> str:
     # an Enterprise base URL has a path prefix (…/api/v3/), so look for the segment anywhere
     return "search" if "/search/" in urlsplit(url).path else "core"
@@ -106,11 +111,13 @@ class TokenPool:
 
 
 class GithubRateLimitMiddleware:
-    def __init__(self, crawler: Crawler, pool: TokenPool, max_wait: float, max_retries: int) -> None:
+    def __init__(self, crawler: Crawler, pool: TokenPool, max_wait: float, max_retries: int, api_url: str = "") -> None:
         self.crawler = crawler
         self.pool = pool
         self.max_wait = max_wait
         self.max_retries = max_retries
+        #: the API's origin: the only one tokens are sent to (a redirect elsewhere goes without them)
+        self.api_origin = _origin(api_url)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GithubRateLimitMiddleware:
@@ -127,10 +134,20 @@ class GithubRateLimitMiddleware:
             pool = TokenPool([""])  # anonymous: one budget (60 an hour) still tracked
             pool.tokens = [""]
         return cls(
-            crawler, pool, settings.getfloat("GITHUB_MAX_WAIT", 3700.0), settings.getint("GITHUB_RATE_LIMIT_RETRIES", 6)
+            crawler,
+            pool,
+            settings.getfloat("GITHUB_MAX_WAIT", 3700.0),
+            settings.getint("GITHUB_RATE_LIMIT_RETRIES", 6),
+            settings.get("GITHUB_API_URL") or "",
         )
 
     async def process_request(self, request: Request) -> None:
+        if self.api_origin and _origin(request.url) != self.api_origin:
+            # not the API (a redirect to another host, a download link): no token, no budget
+            request.headers.pop(b"Authorization", None)
+            request.meta.pop("github_token", None)
+            self.crawler.stats.inc_value("github/requests/elsewhere_without_token")
+            return None
         resource = resource_of(request.url)
         waited = 0.0
         while True:

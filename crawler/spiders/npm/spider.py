@@ -28,7 +28,7 @@ import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.http import Response
 
-from crawler.spiders.base import WORKER_MODE, SourceSpider
+from crawler.spiders.base import EXPECTED_KEY_META, WORKER_MODE, SourceSpider
 from crawler.spiders.npm.records import NpmPackage
 from crawler.spiders.npm.source import SOURCE
 
@@ -196,6 +196,7 @@ class NpmSpider(SourceSpider):
             callback=self.parse_packument,
             headers={"Accept": "application/json"},
             meta={
+                EXPECTED_KEY_META: name,
                 "package": name,
                 "change_rev": change_rev,
                 "stale_attempt": attempt,

@@ -30,7 +30,7 @@ import scrapy
 from scrapy.exceptions import CloseSpider, UsageError
 from scrapy.http import Response
 
-from crawler.spiders.base import WORKER_MODE, SourceSpider
+from crawler.spiders.base import EXPECTED_KEY_META, WORKER_MODE, SourceSpider
 from crawler.spiders.pypi.records import PypiPackage, normalize_name
 from crawler.spiders.pypi.source import SOURCE
 
@@ -172,7 +172,12 @@ class PypiSpider(SourceSpider):
     # -- projects -------------------------------------------------------------------------------
 
     def project_request(self, name: str, *, serial: int | None = None) -> scrapy.Request:
-        meta = {"project": name, "serial": serial, "handle_httpstatus_list": [404, 410]}
+        meta = {
+            "project": name,
+            EXPECTED_KEY_META: normalize_name(name),
+            "serial": serial,
+            "handle_httpstatus_list": [404, 410],
+        }
         if self.json_api == "false":
             return self.simple_request(name, meta)
         return scrapy.Request(
