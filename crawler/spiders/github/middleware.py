@@ -117,7 +117,7 @@ class GithubRateLimitMiddleware:
         self.max_wait = max_wait
         self.max_retries = max_retries
         #: the API's origin: the only one tokens are sent to (a redirect elsewhere goes without them)
-        self.api_origin = _origin(api_url)
+        self.api_origin = _origin(api_url) if api_url else None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GithubRateLimitMiddleware:
