@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -12,10 +12,9 @@ from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB, PartitionRow
 from crawler.pipelines.writer import StoredObject
 from crawler.storage import ObjectStore
+from crawler.storage.layout import catalog_key, partition_name
 
-
-def catalog_key(namespace: str) -> str:
-    return f"{namespace}/_metadata/catalog.json"
+__all__ = ["PartitionIndex", "catalog_key", "iso_utc"]
 
 
 class PartitionIndex:
@@ -63,7 +62,7 @@ class PartitionIndex:
         record_type = Record.registry[namespace]
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})
         for row in rows:
-            part = partitions[f"year={row.year:04d}/month={row.month:02d}/day={row.day:02d}"]
+            part = partitions[partition_name(date(row.year, row.month, row.day))]
             part["files"].append({"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes})
             part["bytes"] += row.bytes
             if row.format == "parquet":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -13,6 +11,7 @@ import pyarrow.parquet as pq
 from crawler.items import arrow_schema
 from crawler.pipelines.batching import Batch
 from crawler.storage import ObjectStore
+from crawler.storage.layout import batch_keys
 
 
 @dataclass(frozen=True)
@@ -28,11 +27,6 @@ class StoredObject:
     schema_version: int
 
 
-def batch_prefix(namespace: str, day: date, unix_ts: int, batch_id: str) -> str:
-    """``<namespace>/year=YYYY/month=MM/day=DD/batch_<unix-ts>_<id>`` (DESIGN §2)."""
-    return f"{namespace}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/batch_{unix_ts}_{batch_id}"
-
-
 class BatchWriter:
     def __init__(self, store: ObjectStore, compression: str = "zstd") -> None:
         self.store = store
@@ -41,14 +35,14 @@ class BatchWriter:
     def write(self, batch: Batch) -> list[StoredObject]:
         """Store the batch; Parquet first, so a query never sees rows whose NDJSON twin is missing."""
         record_type = batch.record_type
-        prefix = batch_prefix(record_type.namespace, batch.day, int(time.time()), uuid.uuid4().hex[:12])
+        parquet_key, ndjson_key = batch_keys(record_type.namespace, batch.day)
         table = pa.Table.from_pylist(batch.rows, schema=arrow_schema(record_type))
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression=self.compression)
         parquet = sink.getvalue().to_pybytes()
         ndjson = b"".join(batch.lines)
-        self.store.put_bytes(prefix + ".parquet", parquet, "application/vnd.apache.parquet")
-        self.store.put_bytes(prefix + ".ndjson", ndjson, "application/x-ndjson")
+        self.store.put_bytes(parquet_key, parquet, "application/vnd.apache.parquet")
+        self.store.put_bytes(ndjson_key, ndjson, "application/x-ndjson")
         ingested = [row["_ingested_at"] for row in batch.rows]
         common = dict(
             namespace=record_type.namespace,
@@ -59,6 +53,6 @@ class BatchWriter:
             schema_version=record_type.schema_version,
         )
         return [
-            StoredObject(key=prefix + ".parquet", format="parquet", bytes=len(parquet), **common),
-            StoredObject(key=prefix + ".ndjson", format="ndjson", bytes=len(ndjson), **common),
+            StoredObject(key=parquet_key, format="parquet", bytes=len(parquet), **common),
+            StoredObject(key=ndjson_key, format="ndjson", bytes=len(ndjson), **common),
         ]

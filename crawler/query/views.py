@@ -13,8 +13,7 @@ import pyarrow.dataset as ds
 
 from crawler.items import Record, arrow_schema
 from crawler.storage import ObjectStore
-
-PARTITION_COLUMNS = ("year", "month", "day")
+from crawler.storage.layout import PARTITION_COLUMNS, is_data_key, namespace_prefix
 
 
 def _quote(name: str) -> str:
@@ -26,7 +25,7 @@ def _sql_string(value: str) -> str:
 
 
 def parquet_keys(store: ObjectStore, namespace: str) -> list[str]:
-    return [obj.key for obj in store.list(namespace + "/year=") if obj.key.endswith(".parquet")]
+    return [obj.key for obj in store.list(namespace_prefix(namespace)) if is_data_key(obj.key, namespace, "parquet")]
 
 
 def connect(store: ObjectStore) -> duckdb.DuckDBPyConnection:

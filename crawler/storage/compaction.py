@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +32,7 @@ from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB, PartitionRow
 from crawler.pipelines.index import PartitionIndex, iso_utc
 from crawler.storage.base import ObjectStore
+from crawler.storage.layout import compacted_key, namespace_prefix, parse_key, partition_prefix
 
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 
@@ -52,17 +52,13 @@ class CompactionReport:
     days: list[str] = field(default_factory=list)
 
 
-def partition_prefix(namespace: str, day: date) -> str:
-    return f"{namespace}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
-
-
 def stored_days(store: ObjectStore, namespace: str) -> list[date]:
     """Every day partition of a namespace that holds Parquet files."""
     days = set()
-    for obj in store.list(namespace + "/year="):
-        if obj.key.endswith(".parquet"):
-            parts = dict(seg.split("=", 1) for seg in obj.key.split("/") if "=" in seg)
-            days.add(date(int(parts["year"]), int(parts["month"]), int(parts["day"])))
+    for obj in store.list(namespace_prefix(namespace)):
+        parsed = parse_key(obj.key)
+        if parsed is not None and parsed.namespace == namespace and parsed.format == "parquet":
+            days.add(parsed.day)
     return sorted(days)
 
 
@@ -91,7 +87,9 @@ class Compactor:
         plan: dict[date, list[tuple[str, int]]] = {}
         for day in sorted(wanted):
             files = [
-                (o.key, o.size) for o in self.store.list(partition_prefix(namespace, day)) if o.key.endswith(".parquet")
+                (o.key, o.size)
+                for o in self.store.list(partition_prefix(namespace, day))
+                if _is_parquet_of(o.key, namespace)
             ]
             if files:
                 plan[day] = files
@@ -156,7 +154,7 @@ class Compactor:
                 assert writer is not None
                 writer.close()
                 writer = None
-                key = partition_prefix(namespace, day) + f"compacted_{int(time.time())}_{uuid.uuid4().hex[:12]}.parquet"
+                key = compacted_key(namespace, day)
                 size = os.path.getsize(path)
                 self.store.put_file(key, path, "application/vnd.apache.parquet")
                 outputs.append((key, rows, size, (min(span), max(span))))
@@ -210,13 +208,17 @@ class Compactor:
         """Delete NDJSON batches of partitions older than ``keep_days``; the Parquet copies stay."""
         cutoff = (today or datetime.now(UTC).date()) - timedelta(days=keep_days)
         expired = []
-        for obj in self.store.list(namespace + "/year="):
-            if obj.key.endswith(".ndjson"):
-                parts = dict(seg.split("=", 1) for seg in obj.key.split("/") if "=" in seg)
-                if date(int(parts["year"]), int(parts["month"]), int(parts["day"])) < cutoff:
-                    expired.append(obj.key)
+        for obj in self.store.list(namespace_prefix(namespace)):
+            parsed = parse_key(obj.key)
+            if parsed and parsed.namespace == namespace and parsed.format == "ndjson" and parsed.day < cutoff:
+                expired.append(obj.key)
         if expired:
             self.store.delete(expired)
             self.meta.delete_partitions(expired)
             self.index.write_catalog(namespace)
         return len(expired)
+
+
+def _is_parquet_of(key: str, namespace: str) -> bool:
+    parsed = parse_key(key)
+    return parsed is not None and parsed.namespace == namespace and parsed.format == "parquet"
