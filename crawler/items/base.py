@@ -55,6 +55,13 @@ class Record(BaseModel):
     table: ClassVar[str]
     key: ClassVar[tuple[str, ...]]
     schema_version: ClassVar[int] = 1
+    #: the column holding the source's own version of a record (comparable, increasing over time per
+    #: key: npm ``modified``, PyPI ``last_serial``, GitHub ``updated_at``). The latest record of a key
+    #: is the one with the highest version (NULL last), then the latest ``_ingested_at``, then ``_run_id``;
+    #: without one, by ``_ingested_at`` and ``_run_id`` alone (host clocks). Not named ``version``: npm's
+    #: and PyPI's records have a ``version`` column (the package version), which a class variable of
+    #: that name would clash with.
+    version_column: ClassVar[str | None] = None
 
     registry: ClassVar[dict[str, type[Record]]] = {}
 

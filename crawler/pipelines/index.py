@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -47,23 +48,45 @@ class PartitionIndex:
             ]
         )
         for namespace in {obj.namespace for obj in objects}:
-            self.write_catalog(namespace)
+            self.write_catalog(
+                namespace, {obj.key: obj.key_range for obj in objects if obj.namespace == namespace and obj.key_range}
+            )
 
-    def write_catalog(self, namespace: str) -> dict[str, Any]:
+    def write_catalog(self, namespace: str, key_ranges: Mapping[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
         """Rewrite ``<namespace>/_metadata/catalog.json`` from the partition table (its source of truth).
 
+        Each Parquet file is listed with its schema version and, when known, the range of its first key
+        column (``pk_min``, ``pk_max``): from ``key_ranges`` for new files, else from the previous catalog.
         Under the metadata DB's lock: a worker that reads the table later also writes later, so the catalog
         left behind by concurrent workers (distributed crawls, shards) lists every partition."""
         with self.meta.exclusive(f"catalog:{namespace}"):
-            return self._write_catalog(namespace)
+            return self._write_catalog(namespace, key_ranges or {})
 
-    def _write_catalog(self, namespace: str) -> dict[str, Any]:
+    def _previous_ranges(self, namespace: str) -> dict[str, tuple[Any, Any]]:
+        try:
+            previous = orjson.loads(self.store.get_bytes(catalog_key(namespace)))
+        except (KeyError, orjson.JSONDecodeError):
+            return {}
+        ranges = {}
+        for part in (previous.get("partitions") or {}).values():
+            for entry in part.get("files", ()):
+                if entry.get("pk_min") is not None and entry.get("pk_max") is not None:
+                    ranges[entry["key"]] = (entry["pk_min"], entry["pk_max"])
+        return ranges
+
+    def _write_catalog(self, namespace: str, key_ranges: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
         rows = self.meta.partitions(namespace)
         record_type = Record.registry[namespace]
+        ranges = {**self._previous_ranges(namespace), **key_ranges}
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})
         for row in rows:
             part = partitions[partition_name(date(row.year, row.month, row.day))]
-            part["files"].append({"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes})
+            entry = {"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes}
+            if row.format == "parquet":
+                entry["schema_version"] = row.schema_version
+                if row.object_key in ranges:
+                    entry["pk_min"], entry["pk_max"] = ranges[row.object_key]
+            part["files"].append(entry)
             part["bytes"] += row.bytes
             if row.format == "parquet":
                 part["rows"] += row.records

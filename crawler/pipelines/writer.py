@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +27,18 @@ class StoredObject:
     min_ingested_at: datetime
     max_ingested_at: datetime
     schema_version: int
+    #: (min, max) of the first primary-key column, when every row has one (see :func:`key_range`)
+    key_range: tuple[Any, Any] | None = None
+
+
+def key_range(values: Iterable[Any]) -> tuple[Any, Any] | None:
+    """(min, max) of key values that are all strings or all integers; ``None`` otherwise (or when empty).
+
+    The index keeps it per file, so that the views can skip files whose range excludes a key."""
+    values = list(values)
+    if not values or len({type(v) for v in values}) != 1 or type(values[0]) not in (str, int):
+        return None
+    return min(values), max(values)
 
 
 class BatchWriter:
@@ -51,6 +65,7 @@ class BatchWriter:
             min_ingested_at=min(ingested),
             max_ingested_at=max(ingested),
             schema_version=record_type.schema_version,
+            key_range=key_range(row[record_type.key[0]] for row in batch.rows),
         )
         return [
             StoredObject(key=parquet_key, format="parquet", bytes=len(parquet), **common),
