@@ -9,9 +9,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
-from crawler.items import Record
+from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB
 from crawler.pipelines.batching import Batch
 from crawler.pipelines.index import PartitionIndex, catalog_key
@@ -207,6 +208,20 @@ def test_a_column_added_by_a_new_schema_version_reads_as_null_in_old_files(store
     assert rows(con, "SELECT name FROM test_widget WHERE colour IS NULL") == [("a",)]
     assert rows(con, "SELECT year, month, day, count(*) FROM test_widget_history GROUP BY ALL") == [(2026, 11, 20, 4)]
 
+    report = Compactor(store, meta).compact(WidgetV2, [DAY])
+    assert report.input_rows == 4 and report.output_rows == 3
+    con = connect(store)
+    assert rows(con, "SELECT name, size, colour FROM test_widget_history") == [
+        ("a", 1, None),
+        ("b", 3, "red"),
+        ("c", None, "blue"),
+    ]
+    (compacted,) = read_index(store, WidgetV2).files
+    assert compacted.schema_version == 2
+    filesystem, base = store.arrow_filesystem()
+    written = pq.read_schema(f"{base}/{compacted.key}", filesystem=filesystem).remove_metadata()
+    assert written == arrow_schema(WidgetV2).remove_metadata()
+
 
 def test_files_of_unknown_version_are_unified_by_name(store, meta, registered):
     registered(WidgetV1)
@@ -221,7 +236,8 @@ def test_files_of_unknown_version_are_unified_by_name(store, meta, registered):
 # -- which rows: the latest by the source's own version ---------------------------------------------
 
 
-def test_the_latest_record_is_the_highest_source_version_not_the_last_ingested(store, meta, registered):
+@pytest.mark.parametrize("compacted", [False, True], ids=["views", "compaction"])
+def test_the_latest_record_is_the_highest_source_version_not_the_last_ingested(store, meta, registered, compacted):
     registered(VersionedDoc)
     write(store, meta, VersionedDoc, [{"id": "x", "revision": 7, "body": "new"}], T0, "r1")
     # fetched later from a stale copy (a CDN, a lagging mirror): an older revision, ingested last
@@ -231,6 +247,9 @@ def test_the_latest_record_is_the_highest_source_version_not_the_last_ingested(s
     # between equal versions, the later ingestion wins
     write(store, meta, VersionedDoc, [{"id": "y", "revision": 1, "body": "first"}], T0, "r1")
     write(store, meta, VersionedDoc, [{"id": "y", "revision": 1, "body": "second"}], T0 + timedelta(hours=1), "r2")
+    if compacted:
+        Compactor(store, meta).compact(VersionedDoc, [DAY])
+        assert connect(store).execute("SELECT count(*) FROM test_doc_history").fetchone() == (2,)
     assert rows(connect(store), "SELECT id, revision, body FROM test_doc") == [("x", 7, "new"), ("y", 1, "second")]
     assert rows(connect(store), "SELECT body FROM test_doc WHERE id = 'x'") == [("new",)]
 
@@ -240,6 +259,8 @@ def test_without_a_version_column_the_last_ingested_record_wins(store, meta, reg
     write(store, meta, PlainDoc, [{"id": "x", "revision": 7, "body": "new"}], T0, "r1")
     write(store, meta, PlainDoc, [{"id": "x", "revision": 6, "body": "stale"}], T0 + timedelta(hours=1), "r2")
     assert rows(connect(store), "SELECT id, body FROM test_doc") == [("x", "stale")]
+    Compactor(store, meta).compact(PlainDoc, [DAY])
+    assert rows(connect(store), "SELECT id, body FROM test_doc_history") == [("x", "stale")]
 
 
 def test_latest_order():
