@@ -11,7 +11,7 @@ import orjson
 
 from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB, PartitionRow
-from crawler.pipelines.writer import StoredObject
+from crawler.pipelines.writer import KeyStats, StoredObject
 from crawler.storage import ObjectStore
 from crawler.storage.layout import catalog_key, partition_name
 
@@ -49,43 +49,45 @@ class PartitionIndex:
         )
         for namespace in {obj.namespace for obj in objects}:
             self.write_catalog(
-                namespace, {obj.key: obj.key_range for obj in objects if obj.namespace == namespace and obj.key_range}
+                namespace, {obj.key: obj.key_stats for obj in objects if obj.namespace == namespace and obj.key_stats}
             )
 
-    def write_catalog(self, namespace: str, key_ranges: Mapping[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
+    def write_catalog(self, namespace: str, key_stats: Mapping[str, KeyStats] | None = None) -> dict[str, Any]:
         """Rewrite ``<namespace>/_metadata/catalog.json`` from the partition table (its source of truth).
 
         Each Parquet file is listed with its schema version and, when known, the range of its first key
-        column (``pk_min``, ``pk_max``): from ``key_ranges`` for new files, else from the previous catalog.
+        column and whether its keys are unique (``pk_min``, ``pk_max``, ``pk_unique``): from ``key_stats``
+        for new files, else from the previous catalog.
         Under the metadata DB's lock: a worker that reads the table later also writes later, so the catalog
         left behind by concurrent workers (distributed crawls, shards) lists every partition."""
         with self.meta.exclusive(f"catalog:{namespace}"):
-            return self._write_catalog(namespace, key_ranges or {})
+            return self._write_catalog(namespace, key_stats or {})
 
-    def _previous_ranges(self, namespace: str) -> dict[str, tuple[Any, Any]]:
+    def _previous_stats(self, namespace: str) -> dict[str, KeyStats]:
         try:
             previous = orjson.loads(self.store.get_bytes(catalog_key(namespace)))
         except (KeyError, orjson.JSONDecodeError):
             return {}
-        ranges = {}
+        known: dict[str, KeyStats] = {}
         for part in (previous.get("partitions") or {}).values():
             for entry in part.get("files", ()):
                 if entry.get("pk_min") is not None and entry.get("pk_max") is not None:
-                    ranges[entry["key"]] = (entry["pk_min"], entry["pk_max"])
-        return ranges
+                    known[entry["key"]] = KeyStats(entry["pk_min"], entry["pk_max"], bool(entry.get("pk_unique")))
+        return known
 
-    def _write_catalog(self, namespace: str, key_ranges: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+    def _write_catalog(self, namespace: str, key_stats: Mapping[str, KeyStats]) -> dict[str, Any]:
         rows = self.meta.partitions(namespace)
         record_type = Record.registry[namespace]
-        ranges = {**self._previous_ranges(namespace), **key_ranges}
+        stats = {**self._previous_stats(namespace), **key_stats}
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})
         for row in rows:
             part = partitions[partition_name(date(row.year, row.month, row.day))]
             entry = {"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes}
             if row.format == "parquet":
                 entry["schema_version"] = row.schema_version
-                if row.object_key in ranges:
-                    entry["pk_min"], entry["pk_max"] = ranges[row.object_key]
+                if row.object_key in stats:
+                    known = stats[row.object_key]
+                    entry.update(pk_min=known.low, pk_max=known.high, pk_unique=known.unique)
             part["files"].append(entry)
             part["bytes"] += row.bytes
             if row.format == "parquet":

@@ -27,18 +27,36 @@ class StoredObject:
     min_ingested_at: datetime
     max_ingested_at: datetime
     schema_version: int
-    #: (min, max) of the first primary-key column, when every row has one (see :func:`key_range`)
-    key_range: tuple[Any, Any] | None = None
+    #: the range of the first primary-key column and whether every key is unique (see :func:`key_stats`)
+    key_stats: KeyStats | None = None
+
+
+@dataclass(frozen=True)
+class KeyStats:
+    """Of one Parquet file: the range of its first key column, and whether no key occurs twice in it.
+
+    The index keeps them per file: the views skip files whose range excludes a key, and need not
+    de-duplicate files whose keys are unique and whose ranges overlap no other file's."""
+
+    low: Any
+    high: Any
+    unique: bool
 
 
 def key_range(values: Iterable[Any]) -> tuple[Any, Any] | None:
-    """(min, max) of key values that are all strings or all integers; ``None`` otherwise (or when empty).
-
-    The index keeps it per file, so that the views can skip files whose range excludes a key."""
+    """(min, max) of key values that are all strings or all integers; ``None`` otherwise (or when empty)."""
     values = list(values)
     if not values or len({type(v) for v in values}) != 1 or type(values[0]) not in (str, int):
         return None
     return min(values), max(values)
+
+
+def key_stats(rows: list[dict[str, Any]], key: tuple[str, ...]) -> KeyStats | None:
+    bounds = key_range(row[key[0]] for row in rows)
+    if bounds is None:
+        return None
+    unique = len({tuple(row[column] for column in key) for row in rows}) == len(rows)
+    return KeyStats(bounds[0], bounds[1], unique)
 
 
 class BatchWriter:
@@ -65,7 +83,7 @@ class BatchWriter:
             min_ingested_at=min(ingested),
             max_ingested_at=max(ingested),
             schema_version=record_type.schema_version,
-            key_range=key_range(row[record_type.key[0]] for row in batch.rows),
+            key_stats=key_stats(batch.rows, record_type.key),
         )
         return [
             StoredObject(key=parquet_key, format="parquet", bytes=len(parquet), **common),

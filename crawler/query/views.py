@@ -27,6 +27,7 @@ registered as datasets (DuckDB's httpfs extension cannot be installed offline; s
 
 from __future__ import annotations
 
+import itertools
 import logging
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -91,6 +92,8 @@ class DataFile:
     schema_version: int | None = None
     #: (min, max) of the first primary-key column in the file, when known
     key_range: tuple[Any, Any] | None = None
+    #: no key occurs twice in the file (a batch without repeats, a compacted file)
+    keys_unique: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def read_index(store: ObjectStore, record_type: type[Record], meta: MetaDB | Non
         catalog = None
     if isinstance(catalog, dict) and isinstance(catalog.get("partitions"), dict):
         files = tuple(
-            DataFile(entry["key"], entry.get("schema_version"), _key_range(entry))
+            DataFile(entry["key"], entry.get("schema_version"), _key_range(entry), entry.get("pk_unique") is True)
             for partition in catalog["partitions"].values()
             for entry in partition.get("files", ())
             if entry.get("format") == "parquet"
@@ -185,6 +188,7 @@ def register_namespace(
     index = read_index(store, record_type) if index is None else index
     table = record_type.table
     target = _target_columns(con, record_type)
+    distinct_source = ""
     if not index.files:
         columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {_quote(name)}" for name, sql_type in target)
         history = latest_source = f"SELECT {columns} WHERE false"
@@ -194,16 +198,31 @@ def register_namespace(
         # every record: one scan per schema version
         history = "\nUNION ALL ".join(scans.select(version, files, None) for version, files in versions)
         # the latest: files grouped by key range, so that a filter on the key skips groups
+        groups = [(version, *group) for version, files in versions for group in _group(files)]
+        distinct = _distinct_groups([(files, key_range) for _, files, key_range in groups])
         latest_source = "\nUNION ALL ".join(
-            scans.select(version, group, key_range) for version, files in versions for group, key_range in _group(files)
+            scans.select(version, files, key_range)
+            for n, (version, files, key_range) in enumerate(groups)
+            if n not in distinct
+        )
+        distinct_source = "\nUNION ALL ".join(
+            scans.select(version, files, key_range)
+            for n, (version, files, key_range) in enumerate(groups)
+            if n in distinct
         )
     con.execute(f"CREATE OR REPLACE VIEW {_quote(table + '_history')} AS {history}")
     key = ", ".join(_quote(column) for column in record_type.key)
     # Written so that DuckDB pushes a filter on the key below the window, into the scans.
-    con.execute(
-        f"CREATE OR REPLACE VIEW {_quote(table)} AS SELECT * FROM ({latest_source}) "
+    latest = (
+        f"SELECT * FROM ({latest_source}) "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {latest_order(record_type)}) = 1"
+        if latest_source
+        else ""
     )
+    if index.files and distinct_source:
+        # groups whose keys occur nowhere else and once in them: every row is the latest of its key
+        latest = f"SELECT * FROM ({distinct_source})" + (f"\nUNION ALL ({latest})" if latest else "")
+    con.execute(f"CREATE OR REPLACE VIEW {_quote(table)} AS {latest}")
 
 
 def _target_columns(con: duckdb.DuckDBPyConnection, record_type: type[Record]) -> list[tuple[str, str]]:
@@ -222,34 +241,53 @@ def _by_version(files: Iterable[DataFile]) -> list[tuple[int | None, list[DataFi
     return sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
 
 
-def _group(files: Sequence[DataFile]) -> list[tuple[list[DataFile], tuple[Any, Any] | None]]:
+Range = tuple[Any, Any]
+
+
+def _group(files: Sequence[DataFile]) -> list[tuple[list[DataFile], Range | None]]:
     """Files in groups of close key ranges, each with the range that covers it (``None``: unknown).
 
     Files whose range spans many others' ("wide": re-fetches in no particular order) are grouped
     apart from the "narrow" ones (runs in key order), so that a narrow group's range stays narrow."""
-    ranged = [f for f in files if f.key_range is not None]
+    ranged = [(f, f.key_range) for f in files if f.key_range is not None]
+    if not ranged or len({type(bounds[0]) for _, bounds in ranged}) != 1:
+        return [(list(files), None)]
+    size = max(1, -(-len(files) // MAX_BRANCHES))
+    lows = sorted(low for _, (low, _) in ranged)
+    narrow: list[tuple[DataFile, Range]] = []
+    wide: list[tuple[DataFile, Range]] = []
+    for file, (low, high) in ranged:
+        (wide if _count_between(lows, low, high) > size else narrow).append((file, (low, high)))
+    groups: list[tuple[list[DataFile], Range | None]] = []
+    for part in (narrow, wide):
+        part.sort(key=lambda item: item[1])
+        for start in range(0, len(part), size):
+            chunk = part[start : start + size]
+            low = min(bounds[0] for _, bounds in chunk)
+            high = max(bounds[1] for _, bounds in chunk)
+            groups.append(([file for file, _ in chunk], (low, high)))
     unranged = [f for f in files if f.key_range is None]
-    groups: list[tuple[list[DataFile], tuple[Any, Any] | None]] = []
-    if ranged and len({type(f.key_range[0]) for f in ranged}) == 1:  # type: ignore[index]
-        size = max(1, -(-len(files) // MAX_BRANCHES))
-        lows = sorted(f.key_range[0] for f in ranged)  # type: ignore[index]
-        narrow, wide = [], []
-        for file in ranged:
-            low, high = file.key_range  # type: ignore[misc]
-            spans = _count_between(lows, low, high)
-            (wide if spans > size else narrow).append(file)
-        for part in (narrow, wide):
-            part.sort(key=lambda f: f.key_range)  # type: ignore[arg-type,return-value]
-            for start in range(0, len(part), size):
-                chunk = part[start : start + size]
-                low = min(f.key_range[0] for f in chunk)  # type: ignore[index]
-                high = max(f.key_range[1] for f in chunk)  # type: ignore[index]
-                groups.append((chunk, (low, high)))
-    else:
-        unranged = list(files)
     if unranged:
         groups.append((unranged, None))
     return groups
+
+
+def _distinct_groups(groups: list[tuple[list[DataFile], Range | None]]) -> set[int]:
+    """The groups whose rows need no de-duplication: every file's keys are unique, the files' ranges
+    are disjoint, and the group's range overlaps no other group's (a group of unknown range overlaps all)."""
+    ranges = [key_range for _, key_range in groups if key_range is not None]
+    if len(ranges) < len(groups) or len({type(low) for low, _ in ranges}) != 1:
+        return set()
+    distinct = set()
+    for n, (files, (low, high)) in enumerate(zip((g[0] for g in groups), ranges, strict=True)):
+        inside = sorted(f.key_range for f in files if f.key_range is not None)
+        if len(inside) < len(files) or not all(f.keys_unique for f in files):
+            continue
+        if any(before[1] >= after[0] for before, after in itertools.pairwise(inside)):
+            continue
+        if all(other[1] < low or other[0] > high for m, other in enumerate(ranges) if m != n):
+            distinct.add(n)
+    return distinct
 
 
 def _count_between(sorted_values: list[Any], low: Any, high: Any) -> int:

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB, PartitionRow
 from crawler.pipelines.index import PartitionIndex, iso_utc
-from crawler.pipelines.writer import key_range
+from crawler.pipelines.writer import KeyStats, key_range
 from crawler.query.views import latest_order
 from crawler.storage.base import ObjectStore
 from crawler.storage.layout import compacted_key, namespace_prefix, parse_key, partition_prefix
@@ -55,7 +55,7 @@ class _Output:
     rows: int
     size: int
     ingested: tuple[datetime, datetime]
-    key_range: tuple[Any, Any] | None
+    key_stats: KeyStats | None
 
 
 @dataclass
@@ -208,7 +208,10 @@ class Compactor:
                 object_key = compacted_key(namespace, day)
                 size = os.path.getsize(path)
                 self.store.put_file(object_key, path, "application/vnd.apache.parquet")
-                outputs.append(_Output(object_key, rows, size, (min(span), max(span)), key_range(keys)))
+                bounds = key_range(keys)
+                # one row per key: the scope was de-duplicated
+                stats = KeyStats(bounds[0], bounds[1], unique=True) if bounds else None
+                outputs.append(_Output(object_key, rows, size, (min(span), max(span)), stats))
                 os.unlink(path)
 
             for batch in reader:
@@ -260,7 +263,7 @@ class Compactor:
             ]
         )
         self.meta.delete_partitions([key for key in inputs if key not in {out.key for out in outputs}])
-        self.index.write_catalog(namespace, {out.key: out.key_range for out in outputs if out.key_range})
+        self.index.write_catalog(namespace, {out.key: out.key_stats for out in outputs if out.key_stats})
         self.store.delete(inputs)
 
     def expire_raw(self, namespace: str, keep_days: int, today: date | None = None) -> int:

@@ -68,6 +68,7 @@ def test_catalog_lists_schema_version_and_key_range_per_parquet_file(tmp_path):
         ("p0", "p2", 1),
         ("p0", "p9", 1),  # string order
     ]
+    assert all(f["pk_unique"] is True for f in parquet)
     assert all("pk_min" not in f for f in files.values() if f["format"] == "ndjson")
     # the ranges live in the catalog only: a rewrite from r2_partitions keeps them
     index.write_catalog("npm")
@@ -75,11 +76,14 @@ def test_catalog_lists_schema_version_and_key_range_per_parquet_file(tmp_path):
     assert again["partitions"] == catalog["partitions"]
 
 
-def test_key_range():
-    from crawler.pipelines.writer import key_range
+def test_key_range_and_stats():
+    from crawler.pipelines.writer import KeyStats, key_range, key_stats
 
     assert key_range(["b", "a", "c"]) == ("a", "c")
     assert key_range([3, 1, 2]) == (1, 3)
     assert key_range([]) is None
     assert key_range(["a", None]) is None  # a null key: no range (a file with it must never be skipped)
     assert key_range(["a", 1]) is None
+    rows = [{"repo": "o/r", "sha": "1"}, {"repo": "o/r", "sha": "2"}, {"repo": "o/s", "sha": "1"}]
+    assert key_stats(rows, ("repo", "sha")) == KeyStats("o/r", "o/s", unique=True)
+    assert key_stats([*rows, rows[0]], ("repo", "sha")) == KeyStats("o/r", "o/s", unique=False)

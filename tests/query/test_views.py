@@ -306,6 +306,39 @@ def test_key_ranges_leave_no_row_behind(store, meta, registered, monkeypatch):
         assert rows(con, f"SELECT size FROM test_widget WHERE name = '{name}'") == [(size,)]
 
 
+def test_files_of_unique_disjoint_keys_are_read_without_deduplication(store, meta, registered):
+    """A compacted file, or ordered batches without repeats, hold the latest record of each of their keys
+    as long as no other file's range overlaps theirs: the latest view reads them as they are."""
+    registered(VersionedDoc)
+    write(store, meta, VersionedDoc, [{"id": f"a{i}", "revision": i, "body": "v"} for i in range(3)], T0, "r1")
+    write(store, meta, VersionedDoc, [{"id": f"b{i}", "revision": i, "body": "v"} for i in range(3)], T0, "r1")
+    con = connect(store)
+    assert "WINDOW" not in con.execute("EXPLAIN SELECT * FROM test_doc").fetchall()[0][1].upper()
+    assert con.execute("SELECT count(*) FROM test_doc").fetchone() == (6,)
+    # a file that repeats a key is de-duplicated, whatever its range
+    write(
+        store,
+        meta,
+        VersionedDoc,
+        [{"id": "c0", "revision": 2, "body": "new"}, {"id": "c0", "revision": 1, "body": "old"}],
+        T0,
+        "r2",
+    )
+    # and so is a file whose range overlaps another file's
+    write(store, meta, VersionedDoc, [{"id": "a1", "revision": 9, "body": "new"}], T0 + timedelta(hours=1), "r3")
+    con = connect(store)
+    assert rows(con, "SELECT id, body FROM test_doc WHERE body = 'new' OR id IN ('a0', 'a1')") == [
+        ("a0", "v"),
+        ("a1", "new"),
+        ("c0", "new"),
+    ]
+    assert con.execute("SELECT count(*) FROM test_doc").fetchone() == (7,)
+    Compactor(store, meta).compact(VersionedDoc, [DAY])
+    con = connect(store)
+    assert "WINDOW" not in con.execute("EXPLAIN SELECT * FROM test_doc").fetchall()[0][1].upper()
+    assert rows(con, "SELECT id, body FROM test_doc WHERE body = 'new'") == [("a1", "new"), ("c0", "new")]
+
+
 # -- the sandbox keeps its connection while the index stands --------------------------------------
 
 
