@@ -176,7 +176,10 @@ class Compactor:
             reader = con.sql(
                 f"SELECT d.* FROM day_files d JOIN latest l USING ({keys}) "
                 f"WHERE d._ingested_at = l.at AND d._run_id = l.run "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1 "
+                # in key order: each row group covers a narrow range of keys, which a lookup by key
+                # finds from the row-group statistics; and the output files' ranges do not overlap
+                f"ORDER BY {keys}"
             ).to_arrow_reader(self.batch_rows)
             outputs = self._write(namespace, day, reader, schema, record_type.key[0])
             con.unregister("day_files")

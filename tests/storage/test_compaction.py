@@ -111,6 +111,18 @@ def test_target_size_splits_output(dataset):
     report = Compactor(store, meta, target_bytes=1, batch_rows=4).compact(NpmPackage, [DAY])
     assert report.output_files == len(parquet_keys(store, DAY)) >= 3
     assert report.output_rows == 15  # the scope is one day: p0 of the 20th is the latest within it
+    # written in key order: the files' key ranges do not overlap, and the catalog says so
+    filesystem, base = store.arrow_filesystem()
+    names = [
+        pq.read_table(f"{base}/{k}", filesystem=filesystem).column("name").to_pylist() for k in parquet_keys(store, DAY)
+    ]
+    assert sorted(names) == sorted(names, key=lambda file: file[0]) and all(n == sorted(n) for n in names)
+    assert [n for file in sorted(names) for n in file] == sorted(f"p{i}" for i in range(15))
+    catalog = json.loads(store.get_bytes(catalog_key("npm")))
+    entries = [f for f in catalog["partitions"]["year=2026/month=11/day=20"]["files"] if f["format"] == "parquet"]
+    assert sorted((f["pk_min"], f["pk_max"], f["pk_unique"]) for f in entries) == sorted(
+        (n[0], n[-1], True) for n in names
+    )
 
 
 def test_raw_retention_deletes_old_ndjson_only(dataset):
