@@ -4,8 +4,10 @@
 platform's own writer (1,000-record batches, NDJSON + Parquet, indexed), about a fifth of them re-ingested
 versions of earlier packages, then times the same queries over the three layouts, compacts with the
 platform's compactor, and prints latencies (median of 5 after a warm-up), file counts, bytes, compaction
-throughput, and PASS/FAIL against the targets (simple filter ≤ 100 ms, group-by ≤ 300 ms on compacted
-Parquet; Parquet ≤ 1/6 of NDJSON bytes). Everything happens in a temporary folder, offline.
+throughput, and PASS/FAIL against the targets (simple filter ≤ 100 ms, group-by ≤ 300 ms on the
+uncompacted batches and on compacted Parquet; Parquet ≤ 1/6 of NDJSON bytes). The Parquet layouts are
+queried the way the platform queries them: through :func:`crawler.query.views.connect`, one connection
+kept for all the queries of a layout. Everything happens in a temporary folder, offline.
 """
 
 from __future__ import annotations
@@ -158,10 +160,11 @@ def main() -> None:
             f"in {report.output_files} files, {compaction_s:.1f} s = {report.input_rows / compaction_s:,.0f} rows/s, "
             f"{report.input_bytes / compaction_s / 1e6:.1f} MB/s"
         )
-        compacted = results["Parquet compacted"]
-        for query, target in TARGETS_MS.items():
-            verdict = "PASS" if compacted[query] <= target else "FAIL"
-            print(f"{query} on compacted Parquet: {compacted[query]:.1f} ms (target <= {target} ms) {verdict}")
+        for layout, label in (("Parquet batches", "Parquet batches"), ("Parquet compacted", "compacted Parquet")):
+            for query, target in TARGETS_MS.items():
+                took = results[layout][query]
+                verdict = "PASS" if took <= target else "FAIL"
+                print(f"{query} on {label}: {took:.1f} ms (target <= {target} ms) {verdict}")
         ratio = batch_bytes / ndjson_bytes
         print(f"Parquet / NDJSON bytes: {ratio:.3f} (target <= 0.167) {'PASS' if ratio <= 1 / 6 else 'FAIL'}")
 

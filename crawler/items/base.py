@@ -110,6 +110,12 @@ class Record(BaseModel):
     table: ClassVar[str]
     key: ClassVar[tuple[str, ...]]
     schema_version: ClassVar[int] = 1
+    #: the column holding the source's own version of a record (comparable, increasing over time per
+    #: key: a modification time, a serial). The latest record of a key is the one with the highest
+    #: version (NULL last), then the latest ``_ingested_at``, then ``_run_id``; without one, by
+    #: ``_ingested_at`` and ``_run_id`` alone (host clocks). Not named ``version``: records often have a
+    #: ``version`` column (a package's version), which a class variable of that name would clash with.
+    version_column: ClassVar[str | None] = None
 
     registry: ClassVar[dict[str, type[Record]]] = _Registry()
 

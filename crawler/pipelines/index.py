@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 
 from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB, PartitionRow
-from crawler.pipelines.writer import StoredObject
+from crawler.pipelines.writer import KeyStats, StoredObject
 from crawler.storage import ObjectStore
+from crawler.storage.layout import catalog_key, partition_name
 
-
-def catalog_key(namespace: str) -> str:
-    return f"{namespace}/_metadata/catalog.json"
+__all__ = ["PartitionIndex", "catalog_key", "iso_utc"]
 
 
 class PartitionIndex:
@@ -48,23 +48,47 @@ class PartitionIndex:
             ]
         )
         for namespace in {obj.namespace for obj in objects}:
-            self.write_catalog(namespace)
+            self.write_catalog(
+                namespace, {obj.key: obj.key_stats for obj in objects if obj.namespace == namespace and obj.key_stats}
+            )
 
-    def write_catalog(self, namespace: str) -> dict[str, Any]:
+    def write_catalog(self, namespace: str, key_stats: Mapping[str, KeyStats] | None = None) -> dict[str, Any]:
         """Rewrite ``<namespace>/_metadata/catalog.json`` from the partition table (its source of truth).
 
+        Each Parquet file is listed with its schema version and, when known, the range of its first key
+        column and whether its keys are unique (``pk_min``, ``pk_max``, ``pk_unique``): from ``key_stats``
+        for new files, else from the previous catalog.
         Under the metadata DB's lock: a worker that reads the table later also writes later, so the catalog
         left behind by concurrent workers (distributed crawls, shards) lists every partition."""
         with self.meta.exclusive(f"catalog:{namespace}"):
-            return self._write_catalog(namespace)
+            return self._write_catalog(namespace, key_stats or {})
 
-    def _write_catalog(self, namespace: str) -> dict[str, Any]:
+    def _previous_stats(self, namespace: str) -> dict[str, KeyStats]:
+        try:
+            previous = orjson.loads(self.store.get_bytes(catalog_key(namespace)))
+        except (KeyError, orjson.JSONDecodeError):
+            return {}
+        known: dict[str, KeyStats] = {}
+        for part in (previous.get("partitions") or {}).values():
+            for entry in part.get("files", ()):
+                if entry.get("pk_min") is not None and entry.get("pk_max") is not None:
+                    known[entry["key"]] = KeyStats(entry["pk_min"], entry["pk_max"], bool(entry.get("pk_unique")))
+        return known
+
+    def _write_catalog(self, namespace: str, key_stats: Mapping[str, KeyStats]) -> dict[str, Any]:
         rows = self.meta.partitions(namespace)
         record_type = Record.registry[namespace]
+        stats = {**self._previous_stats(namespace), **key_stats}
         partitions: dict[str, dict[str, Any]] = defaultdict(lambda: {"files": [], "rows": 0, "bytes": 0})
         for row in rows:
-            part = partitions[f"year={row.year:04d}/month={row.month:02d}/day={row.day:02d}"]
-            part["files"].append({"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes})
+            part = partitions[partition_name(date(row.year, row.month, row.day))]
+            entry = {"key": row.object_key, "format": row.format, "rows": row.records, "bytes": row.bytes}
+            if row.format == "parquet":
+                entry["schema_version"] = row.schema_version
+                if row.object_key in stats:
+                    known = stats[row.object_key]
+                    entry.update(pk_min=known.low, pk_max=known.high, pk_unique=known.unique)
+            part["files"].append(entry)
             part["bytes"] += row.bytes
             if row.format == "parquet":
                 part["rows"] += row.records

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from crawler.items import arrow_schema
 from crawler.pipelines.batching import Batch
 from crawler.storage import ObjectStore
+from crawler.storage.layout import batch_keys
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,36 @@ class StoredObject:
     min_ingested_at: datetime
     max_ingested_at: datetime
     schema_version: int
+    #: the range of the first primary-key column and whether every key is unique (see :func:`key_stats`)
+    key_stats: KeyStats | None = None
 
 
-def batch_prefix(namespace: str, day: date, unix_ts: int, batch_id: str) -> str:
-    """``<namespace>/year=YYYY/month=MM/day=DD/batch_<unix-ts>_<id>`` (DESIGN §2)."""
-    return f"{namespace}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/batch_{unix_ts}_{batch_id}"
+@dataclass(frozen=True)
+class KeyStats:
+    """Of one Parquet file: the range of its first key column, and whether no key occurs twice in it.
+
+    The index keeps them per file: the views skip files whose range excludes a key, and need not
+    de-duplicate files whose keys are unique and whose ranges overlap no other file's."""
+
+    low: Any
+    high: Any
+    unique: bool
+
+
+def key_range(values: Iterable[Any]) -> tuple[Any, Any] | None:
+    """(min, max) of key values that are all strings or all integers; ``None`` otherwise (or when empty)."""
+    values = list(values)
+    if not values or len({type(v) for v in values}) != 1 or type(values[0]) not in (str, int):
+        return None
+    return min(values), max(values)
+
+
+def key_stats(rows: list[dict[str, Any]], key: tuple[str, ...]) -> KeyStats | None:
+    bounds = key_range(row[key[0]] for row in rows)
+    if bounds is None:
+        return None
+    unique = len({tuple(row[column] for column in key) for row in rows}) == len(rows)
+    return KeyStats(bounds[0], bounds[1], unique)
 
 
 class BatchWriter:
@@ -41,14 +67,14 @@ class BatchWriter:
     def write(self, batch: Batch) -> list[StoredObject]:
         """Store the batch; Parquet first, so a query never sees rows whose NDJSON twin is missing."""
         record_type = batch.record_type
-        prefix = batch_prefix(record_type.namespace, batch.day, int(time.time()), uuid.uuid4().hex[:12])
+        parquet_key, ndjson_key = batch_keys(record_type.namespace, batch.day)
         table = pa.Table.from_pylist(batch.rows, schema=arrow_schema(record_type))
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression=self.compression)
         parquet = sink.getvalue().to_pybytes()
         ndjson = b"".join(batch.lines)
-        self.store.put_bytes(prefix + ".parquet", parquet, "application/vnd.apache.parquet")
-        self.store.put_bytes(prefix + ".ndjson", ndjson, "application/x-ndjson")
+        self.store.put_bytes(parquet_key, parquet, "application/vnd.apache.parquet")
+        self.store.put_bytes(ndjson_key, ndjson, "application/x-ndjson")
         ingested = [row["_ingested_at"] for row in batch.rows]
         common = dict(
             namespace=record_type.namespace,
@@ -57,8 +83,9 @@ class BatchWriter:
             min_ingested_at=min(ingested),
             max_ingested_at=max(ingested),
             schema_version=record_type.schema_version,
+            key_stats=key_stats(batch.rows, record_type.key),
         )
         return [
-            StoredObject(key=prefix + ".parquet", format="parquet", bytes=len(parquet), **common),
-            StoredObject(key=prefix + ".ndjson", format="ndjson", bytes=len(ndjson), **common),
+            StoredObject(key=parquet_key, format="parquet", bytes=len(parquet), **common),
+            StoredObject(key=ndjson_key, format="ndjson", bytes=len(ndjson), **common),
         ]

@@ -8,11 +8,13 @@
    a short allow-list (no ``read_*``, ``glob``, ``query``, …), a few scalar functions that read
    settings or take SQL in a string are refused, and table names that look like paths or URLs
    (``FROM '/etc/passwd'``) are refused. This gives clear "not allowed" answers; it is not the wall.
-2. **DuckDB lockdown** (:func:`lock_down`), the wall: a fresh in-memory connection per query with
+2. **DuckDB lockdown** (:func:`lock_down`), the wall: an in-memory connection with
    ``enable_external_access = false`` (no file, network, extension or replacement-scan access)
    except ``allowed_paths`` = exactly the Parquet files behind the views, no extension
    auto-install/auto-load, no spilling to disk, a memory limit, a thread count, an execution-time
-   limit, and finally ``lock_configuration = true`` so no statement can undo any of it.
+   limit, and finally ``lock_configuration = true`` so no statement can undo any of it. A process
+   keeps its locked connections between queries (Parquet metadata stays cached) for as long as the
+   partition index names the same files; when it changes, the next query gets a new connection.
 3. **Time and size**: a timer calls ``connection.interrupt()`` after ``timeout`` seconds, results
    are fetched with ``fetchmany(row_cap + 1)`` and capped in bytes.
 4. **Process isolation** (``isolation="process"``, the default): queries run in a small pool of
@@ -55,8 +57,7 @@ from typing import Any, BinaryIO, Literal
 import duckdb
 import orjson
 
-from crawler.items import Record
-from crawler.query.views import connect, parquet_keys
+from crawler.query.views import NamespaceIndex, connect, read_indexes
 from crawler.storage import ObjectStore, open_store
 
 __all__ = [
@@ -270,12 +271,13 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def view_files(store: ObjectStore) -> list[str]:
+def view_files(store: ObjectStore, indexes: dict[str, NamespaceIndex] | None = None) -> list[str]:
     """The local files the views read (empty for remote stores, whose views are Arrow datasets)."""
+    indexes = read_indexes(store) if indexes is None else indexes
     files: list[str] = []
-    for record_type in Record.registry.values():
-        for key in parquet_keys(store, record_type.namespace):
-            path = store.local_path(key)
+    for index in indexes.values():
+        for file in index.files:
+            path = store.local_path(file.key)
             if path is not None:
                 files.append(path)
     return files
@@ -325,10 +327,13 @@ def lock_down(con: duckdb.DuckDBPyConnection, *, allowed_paths: Iterable[str], l
         raise RuntimeError(f"DuckDB lockdown did not take effect: {locked}")
 
 
-def open_locked(store: ObjectStore, limits: Limits) -> duckdb.DuckDBPyConnection:
-    """A fresh connection with the views of ``store``, locked down."""
-    files = view_files(store)
-    con = connect(store)
+def open_locked(
+    store: ObjectStore, limits: Limits, indexes: dict[str, NamespaceIndex] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A fresh connection with the views of ``store`` (over the files of ``indexes``), locked down."""
+    indexes = read_indexes(store) if indexes is None else indexes
+    files = view_files(store, indexes)
+    con = connect(store, indexes=indexes)
     try:
         lock_down(con, allowed_paths=files, limits=limits)
     except BaseException:
@@ -340,17 +345,82 @@ def open_locked(store: ObjectStore, limits: Limits) -> duckdb.DuckDBPyConnection
 # -- layer 3: execution with timeout and caps ------------------------------------------------------
 
 
+class _Connections:
+    """Locked connections kept between queries, each with the partition index its views were built from.
+
+    A connection is taken by one query at a time; it is given back only after a query that went well,
+    and only while the index still names the same files (a new batch, a compaction: a new connection)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[tuple[tuple[str, Limits], dict[str, NamespaceIndex], duckdb.DuckDBPyConnection]] = []
+        self._keep = keep
+
+    def take(self, store: ObjectStore, limits: Limits, indexes: dict[str, NamespaceIndex]) -> duckdb.DuckDBPyConnection:
+        owner = (store.uri, limits)
+        stale = []
+        found = None
+        with self._lock:
+            for entry in list(self._idle):
+                if entry[0] == owner and entry[1] == indexes and found is None:
+                    found = entry[2]
+                    self._idle.remove(entry)
+                elif entry[0] == owner and entry[1] != indexes:
+                    stale.append(entry[2])
+                    self._idle.remove(entry)
+        for con in stale:
+            con.close()
+        if found is not None:
+            return found
+        try:
+            return open_locked(store, limits, indexes)
+        except duckdb.Error as exc:
+            raise QueryFailed(f"the data could not be opened: {_first_line(exc)}") from None
+
+    def give(
+        self, store: ObjectStore, limits: Limits, indexes: dict[str, NamespaceIndex], con: duckdb.DuckDBPyConnection
+    ) -> None:
+        with self._lock:
+            self._idle.append(((store.uri, limits), indexes, con))
+            dropped = self._idle[: -self._keep]
+            del self._idle[: -self._keep]
+        for _, _, old in dropped:
+            old.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, _, con in idle:
+            con.close()
+
+
+_connections = _Connections()
+
+
 def execute(store: ObjectStore, sql: str, limits: Limits) -> dict[str, Any]:
-    """Check and run ``sql`` on a fresh locked connection; return the JSON-ready result payload."""
-    try:
-        con = open_locked(store, limits)
-    except duckdb.Error as exc:
-        raise QueryFailed(f"the data could not be opened: {_first_line(exc)}") from None
-    try:
-        statement = check_sql(sql, con)
-        return _execute_locked(con, statement, limits)
-    finally:
-        con.close()
+    """Check and run ``sql`` on a locked connection over the files the partition index names now;
+    return the JSON-ready result payload.
+
+    A query that fails while the index changes under it (a compaction deleted a file it was reading)
+    is run once more over the new index."""
+    for attempt in (1, 2):
+        indexes = read_indexes(store)
+        con = _connections.take(store, limits, indexes)
+        try:
+            statement = check_sql(sql, con)
+            result = _execute_locked(con, statement, limits)
+        except (QueryFailed, QueryRejected) as exc:
+            con.close()
+            # a file the views read is gone (DuckDB says so as an I/O or a permission error)
+            if attempt == 1 and not isinstance(exc, QueryTimeout | QueryBusy) and read_indexes(store) != indexes:
+                continue
+            raise
+        except BaseException:
+            con.close()
+            raise
+        _connections.give(store, limits, indexes, con)
+        return result
+    raise AssertionError("unreachable")
 
 
 def _execute_locked(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement, limits: Limits) -> dict[str, Any]:

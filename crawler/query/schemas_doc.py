@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from crawler.items import METADATA_FIELDS, Record, arrow_schema
+from crawler.storage.layout import COMPACTED_TEMPLATE, TEMPLATE
 
-HEADER = """# Stored schemas
+HEADER = f"""# Stored schemas
 
 Generated from the record types in `crawler/items/` by `scrapy schemas`; do not edit.
-Every namespace is stored as `<namespace>/year=YYYY/month=MM/day=DD/batch_<unix-ts>_<id>.{ndjson,parquet}`
-(compacted files: `compacted_<unix-ts>_<id>.parquet`); the date is the UTC ingestion date. Queries see
+Every namespace is stored as `{TEMPLATE}`
+(compacted files: `{COMPACTED_TEMPLATE}`); the date is the UTC ingestion date. Queries see
 `<table>` (the latest record per primary key) and `<table>_history` (every record), both with the partition
 columns `year`, `month`, `day`.
 """

@@ -343,19 +343,27 @@ class SourceSpider(scrapy.Spider):
     async def stored_before(self, record_type: type[Record], key: str) -> bool:
         """Whether a record of ``record_type`` with this key was stored by an earlier run (a tombstone
         is written only for those, or for keys the source itself reports deleted)."""
-        return await asyncio.to_thread(self._stored_before, record_type, key)
+        found, _ = await asyncio.to_thread(self._stored, record_type, key)
+        return found
 
-    def _stored_before(self, record_type: type[Record], key: str) -> bool:
+    async def stored_version(self, record_type: type[Record], key: str) -> Any | None:
+        """The highest ``version_column`` value stored for this key by earlier runs (None: none)."""
+        _, version = await asyncio.to_thread(self._stored, record_type, key)
+        return version
+
+    def _stored(self, record_type: type[Record], key: str) -> tuple[bool, Any | None]:
         from crawler.query.views import connect  # DuckDB is loaded only by the runs that need it
 
         with self._lookup_lock:
             if self._lookup is None:
                 self._lookup = connect(self.services.store)
             columns = ", ".join(f'"{column}"' for column in record_type.key)
-            found = self._lookup.execute(
-                f"SELECT 1 FROM \"{record_type.table}_history\" WHERE concat_ws('/', {columns}) = ? LIMIT 1", [key]
+            version = f'max("{record_type.version_column}")' if record_type.version_column else "NULL"
+            count, highest = self._lookup.execute(
+                f"SELECT count(*), {version} FROM \"{record_type.table}_history\" WHERE concat_ws('/', {columns}) = ?",
+                [key],
             ).fetchone()
-        return found is not None
+        return count > 0, highest
 
     def parse_json(self, response: Response) -> Any | None:
         """The response body as JSON, or None after recording a dead letter (also for a body that is

@@ -1,8 +1,8 @@
 """The object-store interface shared by the local-folder and S3 backends.
 
-Keys are ``/``-separated relative names such as
-``ns/year=2026/month=11/day=25/batch_1764000000_ab12cd.ndjson``. They are validated the
-same way by every backend, so a key that works locally also works on S3 and vice versa.
+Keys are ``/``-separated relative names (how data objects are named is :mod:`crawler.storage.layout`'s
+business, not this interface's). They are validated the same way by every backend, so a key that works
+locally also works on S3 and vice versa.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def validate_prefix(prefix: str) -> str:
     """Return ``prefix`` unchanged if it is a valid listing prefix, else raise ``ValueError``.
 
     A prefix is a plain string prefix of keys (as in S3): ``""``, ``"ns/"`` and
-    ``"ns/year=2026/mo"`` are all valid. Every complete segment follows the key rules; the
+    ``"ns/ab"`` are all valid. Every complete segment follows the key rules; the
     last, possibly partial, segment may be empty.
     """
     if not isinstance(prefix, str):

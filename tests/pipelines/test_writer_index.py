@@ -52,3 +52,38 @@ def test_index_records_partitions_and_catalog(tmp_path):
     part = catalog["partitions"]["year=2026/month=11/day=25"]
     assert part["rows"] == 6 and len(part["files"]) == 4
     assert {f["name"] for f in catalog["schema"]} >= {"name", "_ingested_at", "_run_id"}
+
+
+def test_catalog_lists_schema_version_and_key_range_per_parquet_file(tmp_path):
+    store = open_store(str(tmp_path / "data"))
+    meta = MetaDB.connect(f"sqlite:///{tmp_path / 'meta.db'}")
+    index = PartitionIndex(store, meta)
+    first = BatchWriter(store).write(make_batch(3))  # p0, p1, p2
+    index.record(first, "run-1")
+    index.record(BatchWriter(store).write(make_batch(12)), "run-1")  # p0 … p11
+    catalog = json.loads(store.get_bytes(catalog_key("npm")))
+    files = {f["key"]: f for f in catalog["partitions"]["year=2026/month=11/day=25"]["files"]}
+    parquet = [f for f in files.values() if f["format"] == "parquet"]
+    assert sorted((f["pk_min"], f["pk_max"], f["schema_version"]) for f in parquet) == [
+        ("p0", "p2", 1),
+        ("p0", "p9", 1),  # string order
+    ]
+    assert all(f["pk_unique"] is True for f in parquet)
+    assert all("pk_min" not in f for f in files.values() if f["format"] == "ndjson")
+    # the ranges live in the catalog only: a rewrite from r2_partitions keeps them
+    index.write_catalog("npm")
+    again = json.loads(store.get_bytes(catalog_key("npm")))
+    assert again["partitions"] == catalog["partitions"]
+
+
+def test_key_range_and_stats():
+    from crawler.pipelines.writer import KeyStats, key_range, key_stats
+
+    assert key_range(["b", "a", "c"]) == ("a", "c")
+    assert key_range([3, 1, 2]) == (1, 3)
+    assert key_range([]) is None
+    assert key_range(["a", None]) is None  # a null key: no range (a file with it must never be skipped)
+    assert key_range(["a", 1]) is None
+    rows = [{"repo": "o/r", "sha": "1"}, {"repo": "o/r", "sha": "2"}, {"repo": "o/s", "sha": "1"}]
+    assert key_stats(rows, ("repo", "sha")) == KeyStats("o/r", "o/s", unique=True)
+    assert key_stats([*rows, rows[0]], ("repo", "sha")) == KeyStats("o/r", "o/s", unique=False)

@@ -22,6 +22,7 @@ class GithubProfile(Record):
     namespace = "github/profiles"
     table = "github_profile"
     key = ("id",)
+    version_column = "updated_at"
 
     id: int
     login: str
@@ -66,6 +67,7 @@ class GithubRepo(Record):
     namespace = "github/repos"
     table = "github_repo"
     key = ("id",)
+    version_column = "updated_at"
 
     id: int
     full_name: str

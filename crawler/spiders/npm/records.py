@@ -34,6 +34,8 @@ class NpmPackage(Record):
     table = "npm_package"
     key = ("name",)
     schema_version = 1
+    # the registry's own time (a tombstone's: when the deletion was seen), not the crawling host's clock
+    version_column = "modified"
 
     name: str
     version: str | None = None

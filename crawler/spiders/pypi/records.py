@@ -41,6 +41,7 @@ class PypiPackage(Record):
     table = "pypi_package"
     key = ("name",)
     schema_version = 1
+    version_column = "last_serial"  # PyPI's own change counter
 
     name: str  # PEP 503 normalized
     display_name: str | None = None

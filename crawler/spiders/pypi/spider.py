@@ -284,10 +284,17 @@ class PypiSpider(SourceSpider):
         """A 404/410: a tombstone for a project stored before (or listed as changed by the index), else
         a dead letter (a name the index never had, e.g. a typo in a named crawl)."""
         self.crawler.stats.inc_value(f"pypi/http_{response.status}")
-        if self.mode != "named" or await self.stored_before(PypiPackage, normalize_name(name)):
-            yield PypiPackage.tombstone(name, header_serial(response))
-        else:
+        key = normalize_name(name)
+        serial = header_serial(response) or response.meta.get("serial")
+        if self.mode == "named" and not await self.stored_before(PypiPackage, key):
             self.not_found(name, response)
+            return
+        if serial is None:
+            # the latest record of a project is chosen by its serial: without one from the answer, the
+            # deletion is ranked just after the last state stored
+            stored = await self.stored_version(PypiPackage, key)
+            serial = stored + 1 if stored is not None else None
+        yield PypiPackage.tombstone(name, serial)
 
 
 def parse_index(response: Response) -> tuple[list[tuple[str, int | None]], int | None]:
