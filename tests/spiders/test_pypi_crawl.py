@@ -73,6 +73,9 @@ def test_full_listing_then_incremental_fetches_only_changes(workspace, simple_fo
             assert normalize_name(changed) in fetched and len(fetched) >= 29
         rows = latest(workspace)
         assert rows[normalize_name(removed)]["deleted"] is True
+        # only the project gone from the index is tombstoned (an HTML index without serials included)
+        tombstones = workspace.query("SELECT name FROM pypi_package_history WHERE deleted")
+        assert [row["name"] for row in tombstones] == [normalize_name(removed)]
         assert rows[normalize_name(changed)]["last_serial"] == fake.serial_of(changed)
         assert workspace.meta().get_cursor("pypi", "serial") == str(fake.last_serial)
 

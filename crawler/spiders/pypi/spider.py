@@ -119,7 +119,13 @@ class PypiSpider(SourceSpider):
                     payload=response.body[:2048],
                 )
                 raise CloseSpider("pypi_index_implausible")
-            todo = [p for p in projects if p[1] is None or p[1] > stored.pop(normalize_name(p[0]), -1)]
+            todo = []
+            for display, serial in projects:
+                # every listed project leaves `stored` (an HTML index, without serials, included): only
+                # the projects the index no longer lists are tombstoned below
+                stored_serial = stored.pop(normalize_name(display), -1)
+                if serial is None or serial > stored_serial:
+                    todo.append((display, serial))
             for name in stored:  # stored, alive, and no longer in the index: deleted
                 self.crawler.stats.inc_value("pypi/deleted")
                 yield PypiPackage.tombstone(name, self._index_serial)
