@@ -126,6 +126,20 @@ class CursorLagMonitor(PlatformMonitor):
         self.assertLessEqual(lag, maximum, msg=f"{stat} = {lag} > {maximum}: the source is ahead of the cursor")
 
 
+@monitors.name("Storage")
+class StorageMonitor(PlatformMonitor):
+    """Every record the crawl scraped is stored: no batch was given up (``store/batch_failures``), and the
+    stored records (``store/records``) are the scraped ones (``item_scraped_count``)."""
+
+    @monitors.name("Should store every scraped record")
+    def test_everything_scraped_is_stored(self) -> None:
+        failures = int(self.stats.get("store/batch_failures", 0) or 0)
+        self.assertEqual(failures, 0, msg=f"{failures} batches could not be stored: their records are not in storage")
+        scraped = int(self.stats.get("item_scraped_count", 0) or 0)
+        stored = int(self.stats.get("store/records", 0) or 0)
+        self.assertEqual(stored, scraped, msg=f"{stored} records stored of {scraped} scraped")
+
+
 class SpiderCloseSuite(MonitorSuite):
     """The checks of a finished run; alerts go out only when one of them fails (see ``actions``)."""
 
@@ -135,6 +149,7 @@ class SpiderCloseSuite(MonitorSuite):
         ErrorRateMonitor,
         DeadLettersMonitor,
         CursorLagMonitor,
+        StorageMonitor,
     ]
     monitors_finished_actions: ClassVar[list[Any]] = [LogSummary]
     # the same notifiers on success; they skip themselves unless MONITOR_NOTIFY_ON_SUCCESS is true

@@ -64,6 +64,8 @@ def run_suite(
     project.setdict(cmdline or {}, priority="cmdline")
     spider = Spider(name="npm", **spider_attributes)
     spider.source = "npm"
+    # made-up stats describe a run whose records were all stored, unless they say otherwise
+    stats = {"store/records": stats.get("item_scraped_count", 0), **stats}
     crawler = SimpleNamespace(settings=project, stats=FakeStats(), spider=spider)
     result = MonitorRunner().run(
         SpiderCloseSuite(), stats=stats, crawler=crawler, spider=spider, job=None, stats_history=[]

@@ -29,7 +29,7 @@ def test_webhook_posts_once_on_failure_without_secrets():
     (post,) = hook.posts
     assert set(post) == {"text"}
     text = post["text"]
-    assert text.startswith("[scrapy-ingestion] npm run run-1: 2 of 5 monitors failed")
+    assert text.startswith("[scrapy-ingestion] npm run run-1: 2 of 6 monitors failed")
     assert "- Item count: 0 records scraped, expected at least 1" in text
     assert "- Error rate: error rate 100.0% > 5.0%" in text
     assert "records 0" in text and "dead letters 3" in text and "finish reason finished" in text
@@ -83,9 +83,9 @@ def test_email_on_failure_with_login():
     assert sink.logins == ["alerts"]
     assert sink.envelopes == [("crawler@example.test", ["ops@example.test", "oncall@example.test"])]
     (message,) = sink.messages
-    assert message["Subject"] == "[scrapy-ingestion] npm: 2 of 5 monitors failed"
+    assert message["Subject"] == "[scrapy-ingestion] npm: 2 of 6 monitors failed"
     body = message.get_content().replace("\r\n", "\n")  # SMTP line ends
-    assert body.startswith("[scrapy-ingestion] npm run run-1: 2 of 5 monitors failed\n")
+    assert body.startswith("[scrapy-ingestion] npm run run-1: 2 of 6 monitors failed\n")
     assert "- Item count: 0 records scraped, expected at least 1" in body
     assert "smtp-pass-0123456789" not in message.as_string()
     assert stats["spidermon/alerts/email"] == 2

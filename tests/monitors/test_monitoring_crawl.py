@@ -40,8 +40,9 @@ def test_a_clean_crawl_passes_and_alerts_nobody(workspace, fake_npm, npm_env):
         "Error rate": "OK",
         "Dead letters": "OK",
         "Cursor lag": "SKIPPED",  # named packages: no cursor
+        "Storage": "OK",
     }
-    assert "monitors: 4 passed, 1 skipped" in log
+    assert "monitors: 5 passed, 1 skipped" in log
     # the outcome is in the run's stats in ingestion_runs (Spidermon runs before the run recorder)
     assert stats["spidermon/result"] == "passed" and stats["spidermon/monitors/failed"] == 0
 
@@ -60,7 +61,7 @@ def test_dead_letters_post_one_alert_without_secrets(workspace, fake_npm, npm_en
     assert len(hook.posts) == 1 and hook.paths == [f"/services/{HOOK_TOKEN}"]
     text = hook.posts[0]["text"]
     run_id = stats["run_id"]
-    assert text.startswith(f"[scrapy-ingestion] npm run {run_id}: 2 of 5 monitors failed")
+    assert text.startswith(f"[scrapy-ingestion] npm run {run_id}: 2 of 6 monitors failed")
     assert "- Error rate: error rate 66.7% > 5.0%: (0 errors + 2 dead letters) / (1 records + 2 dead letters)" in text
     assert "- Dead letters: 2 dead letters > 1 allowed (" in text
     assert "invalid_json 1" in text and "download_error 1" in text
@@ -81,7 +82,7 @@ def test_too_few_items_fails_the_item_count(workspace, fake_npm, npm_env):
             settings={"MONITOR_MIN_ITEMS": 5, "MONITOR_WEBHOOK_URL": hook.url},
         )
     (post,) = hook.posts
-    assert "1 of 5 monitors failed" in post["text"]
+    assert "1 of 6 monitors failed" in post["text"]
     assert "- Item count: 2 records scraped, expected at least 5" in post["text"]
     assert monitor_statuses(log)["Item count"] == "FAIL" and monitor_statuses(log)["Error rate"] == "OK"
 
@@ -100,9 +101,9 @@ def test_failed_monitors_are_emailed(workspace, fake_npm, npm_env):
         )
     (message,) = sink.messages
     assert sink.envelopes[0][1] == ["ops@example.test"]
-    assert message["Subject"] == "[scrapy-ingestion] npm: 2 of 5 monitors failed"
+    assert message["Subject"] == "[scrapy-ingestion] npm: 2 of 6 monitors failed"
     body = message.get_content().replace("\r\n", "\n")  # SMTP line ends
-    assert body.startswith(f"[scrapy-ingestion] npm run {stats['run_id']}: 2 of 5 monitors failed\n")
+    assert body.startswith(f"[scrapy-ingestion] npm run {stats['run_id']}: 2 of 6 monitors failed\n")
     assert "- Item count: 0 records scraped, expected at least 1" in body and "- Error rate:" in body
     assert "smtp-secret-0123456789" not in message.as_string() and "smtp-secret-0123456789" not in log
     assert stats["spidermon/alerts/email"] == 1

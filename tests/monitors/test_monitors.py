@@ -21,6 +21,7 @@ def test_a_clean_run_passes_and_the_cursor_check_is_skipped_without_a_cursor():
         "Error rate": "OK",
         "Dead letters": "OK",
         "Cursor lag": "SKIPPED",
+        "Storage": "OK",
     }
     assert stats["spidermon/result"] == "passed" and stats["spidermon/monitors/failed"] == 0
     # the notifiers ran on success only to skip themselves
@@ -105,3 +106,10 @@ def test_alert_text_masks_secret_settings(caplog: pytest.LogCaptureFixture):
     assert statuses["Finish Reason Monitor"] == "FAIL"
     (summary,) = [r.getMessage() for r in caplog.records if r.name == "crawler.monitors.actions"]
     assert "finish reason closed by ***" in summary and "ghp_second_token" not in summary
+
+
+def test_a_batch_that_could_not_be_stored_fails_the_run():
+    assert run_suite({**CLEAN, "store/batch_failures": 1, "store/records": 200})[1]["Storage"] == "FAIL"
+    # records scraped into a batch that never reached storage (an idle flush that failed)
+    _, statuses, stats = run_suite({**CLEAN, "store/records": 150})
+    assert statuses["Storage"] == "FAIL" and stats["spidermon/result"] == "failed"
