@@ -169,6 +169,8 @@ class IngestionConfig:
     batch_idle_seconds: float
     parquet_compression: str
     dead_letter_sample_bytes: int
+    #: how long a batch is retried against a failing store (object store or metadata DB) before it is given up
+    store_retry_seconds: float
     #: RUN_ID when set explicitly; otherwise the crawl's job id or a new id (see Services.run_id)
     run_id: str | None
 
@@ -185,6 +187,7 @@ class IngestionConfig:
             batch_idle_seconds=get_float(settings, "BATCH_IDLE_SECONDS", 30.0, minimum=0),
             parquet_compression=get_choice(settings, "PARQUET_COMPRESSION", "zstd", PARQUET_CODECS),
             dead_letter_sample_bytes=get_int(settings, "DEAD_LETTER_SAMPLE_BYTES", 4096, minimum=MIN_PAYLOAD_LIMIT),
+            store_retry_seconds=get_float(settings, "STORE_RETRY_SECONDS", 300.0, minimum=0),
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
         )
 

@@ -31,6 +31,8 @@ META_DB_URL = _env("META_DB_URL")
 BATCH_MAX_RECORDS = _env("BATCH_MAX_RECORDS", "1000")
 BATCH_MAX_BYTES = _env("BATCH_MAX_BYTES", str(10 * 1024 * 1024))
 BATCH_IDLE_SECONDS = _env("BATCH_IDLE_SECONDS", "30")
+# a batch the store refuses is retried with back-off for this long (an outage of minutes), then given up
+STORE_RETRY_SECONDS = _env("STORE_RETRY_SECONDS", "300")
 PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
 DEAD_LETTER_SAMPLE_BYTES = _env("DEAD_LETTER_SAMPLE_BYTES", "4096")
 RUN_ID = _env("RUN_ID")

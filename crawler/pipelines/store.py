@@ -7,7 +7,9 @@ indexing and cursor saves go through the ordered metadata thread (see :mod:`craw
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from scrapy import signals
@@ -28,6 +30,9 @@ from crawler.pipelines.normalize import StampedRecord
 from crawler.pipelines.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
+#: back-off between attempts to store a batch (seconds), doubling up to the maximum
+STORE_RETRY_FIRST_DELAY = 1.0
+STORE_RETRY_MAX_DELAY = 30.0
 
 
 class StorePipeline:
@@ -98,11 +103,35 @@ class StorePipeline:
             await self._flush(full)  # back-pressure: this item waits for its batch to be stored
         return item
 
+    async def _store(self, batch: Batch) -> list[Any]:
+        """Write and index a batch; a failing store is retried with back-off (1 s doubling to 30 s) for
+        up to STORE_RETRY_SECONDS, so an outage of minutes loses nothing and holds the cursors meanwhile."""
+        deadline = time.monotonic() + self.services.config.store_retry_seconds
+        delay = STORE_RETRY_FIRST_DELAY
+        while True:
+            try:
+                objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
+                await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
+                return objects
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.crawler.stats.inc_value("store/retries")
+                logger.warning(
+                    "could not store a batch of %d %s records (%s: %s); retrying in %.0f s",
+                    len(batch),
+                    batch.record_type.namespace,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_DELAY)
+
     async def _flush(self, batch: Batch) -> None:
         self.in_flight[id(batch)] = batch
         try:
-            objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
-            await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
+            objects = await self._store(batch)
         except Exception:
             # Not stored (the store already retried): pin the cursors below these rows so that the
             # next run fetches them again.
