@@ -53,7 +53,13 @@ def test_a_replay_that_cannot_store_its_records_leaves_the_dead_letters_waiting(
             (blocked / namespace.name).write_text("not a folder")
     meta_db_url = f"sqlite:///{workspace.data / '_meta' / 'meta.db'}"
     replay = workspace.scrapy(
-        "replay-failed", "npm", check=False, STORAGE_URI=str(blocked), META_DB_URL=meta_db_url, **npm_env
+        "replay-failed",
+        "npm",
+        check=False,
+        STORAGE_URI=str(blocked),
+        META_DB_URL=meta_db_url,
+        STORE_RETRY_SECONDS="0",  # give the batch up at once: the store stays broken
+        **npm_env,
     )
     assert "replaying 1 of 1" in replay.stdout
     assert replay.returncode == 1, replay.stderr[-3000:]
