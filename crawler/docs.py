@@ -187,19 +187,20 @@ def generated(root: Path) -> dict[Path, str]:
     return files
 
 
+def _stale(files: dict[Path, str], root: Path) -> list[Path]:
+    return [path for path, text in files.items() if not (root / path).exists() or (root / path).read_text() != text]
+
+
 def stale(root: Path) -> list[Path]:
     """Generated files whose content on disk differs from what the declarations give."""
-    return [
-        path
-        for path, text in generated(root).items()
-        if not (root / path).exists() or (root / path).read_text() != text
-    ]
+    return _stale(generated(root), root)
 
 
 def write(root: Path) -> list[Path]:
-    changed = stale(root)
-    for path, text in generated(root).items():
-        if path in changed:
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(text)
+    """Write the stale generated files; returns them."""
+    files = generated(root)
+    changed = _stale(files, root)
+    for path in changed:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(files[path])
     return changed

@@ -25,7 +25,7 @@ class SourcePolicy:
     backoff_max: float = 120.0
     #: HTTP statuses that are retried
     retry_http_codes: tuple[int, ...] = (429, 500, 502, 503, 504, 522, 524, 408)
-    #: the setting that holds this source's proxy list (comma-separated or a list), e.g. ``NPM_PROXIES``
+    #: the setting that holds this source's proxy list (comma-separated or a list), ``<SOURCE>_PROXIES``
     proxies_setting: str | None = None
     #: responses larger than this are abandoned and recorded as dead letters
     max_response_bytes: int = 100 * 1024 * 1024

@@ -152,13 +152,6 @@ class Source:
     #: the source's own transports (URL scheme -> download handler import path)
     download_handlers: Mapping[str, str] = field(default_factory=dict)
 
-    def setting(self, name: str) -> Setting:
-        return next(s for s in self.settings if s.name == name)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.settings if s.secret)
-
     def raw_value(self, settings: Mapping[str, Any] | Any, name: str) -> Any:
         """A setting as given: Scrapy settings (command line, project) first, then the environment."""
         value = settings.get(name)

@@ -54,7 +54,8 @@ def test_every_source_package_is_found_and_has_one_spider():
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_nothing_outside_a_source_package_names_it(name):
-    pattern = re.compile(rf"(?<![\w./-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+    # `_` is no boundary here: an identifier such as `<name>_package` or `<NAME>_PROXIES` names the source too
+    pattern = re.compile(rf"(?<![A-Za-z0-9./-]){re.escape(name)}(?![A-Za-z0-9-])", re.IGNORECASE)
     offenders = []
     for path in sorted((ROOT / "crawler").rglob("*")):
         relative = path.relative_to(ROOT).as_posix()
@@ -91,6 +92,30 @@ def test_every_source_declares_sane_policy_settings_and_records(name):
         assert Record.registry[record_type.namespace] is record_type
         assert record_type.key and all(k in record_type.model_fields for k in record_type.key)
         assert record_type.__module__ == f"crawler.spiders.{name}.records"
+
+
+@pytest.mark.parametrize("name", sorted(SPIDERS))
+def test_policy_becomes_the_spider_settings(name):
+    spider = SPIDERS[name]
+    settings = spider.custom_settings
+    assert settings["CONCURRENT_REQUESTS_PER_DOMAIN"] == spider.declaration.policy.concurrency
+    assert settings["RETRY_TIMES"] == spider.declaration.policy.retries
+    assert settings["DOWNLOAD_MAXSIZE"] == spider.declaration.policy.max_response_bytes
+
+
+@pytest.mark.parametrize("name", sorted(SPIDERS))
+def test_spider_settings_keep_the_platform_components(name):
+    """A spider's custom_settings must not replace the project's component dicts (Scrapy does not merge them)."""
+    settings = get_project_settings()
+    SPIDERS[name].update_settings(settings)
+    middlewares = settings.getwithbase("DOWNLOADER_MIDDLEWARES")
+    assert middlewares["scrapy.downloadermiddlewares.retry.RetryMiddleware"] is None
+    assert middlewares["crawler.middlewares.retry.BackoffRetryMiddleware"]
+    assert middlewares["crawler.middlewares.proxies.ProxyRotationMiddleware"]
+    pipelines = settings.getwithbase("ITEM_PIPELINES")
+    assert (
+        pipelines["crawler.pipelines.store.StorePipeline"] > pipelines["crawler.pipelines.normalize.NormalizePipeline"]
+    )
 
 
 def test_a_setting_of_the_wrong_type_is_one_clear_error():

@@ -201,6 +201,10 @@ class Keys:
         ]
 
 
+#: request meta: the lease a popped request is held under (see :class:`Coordinator`)
+LEASE_META = "lease"
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 

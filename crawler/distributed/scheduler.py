@@ -17,11 +17,10 @@ from scrapy.crawler import Crawler
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
-from crawler.distributed.coordinator import Coordinator
+from crawler.distributed.coordinator import LEASE_META, Coordinator
 from crawler.extensions.cursors import PAGES_META, UNIT_META
 from crawler.middlewares import CREDENTIAL_HEADERS_META
 
-LEASE_META = "lease"
 #: requests leased per round trip to Redis (they are this worker's from then on)
 POP_BATCH = 8
 #: how stale the queue length may be for ``len(scheduler)`` (start-request pacing), and how long an empty

@@ -30,12 +30,13 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from scrapy import Request
 from scrapy.crawler import Crawler
 
-from crawler.distributed.coordinator import Coordinator
+from crawler.distributed.coordinator import LEASE_META, Coordinator
 from crawler.distributed.extension import Distributed
 from crawler.items.control import Checkpoint, WorkDone
 
@@ -112,8 +113,12 @@ class LocalPages:
                 self._held.add(stream)
             if stream not in self._held and entry.value is not None:
                 self.released.append(Checkpoint(self.source, entry.value, entry.key))
+        if not order:  # one stream per ETag'd URL: do not keep an empty queue for each
+            del self._streams[stream]
 
     def take_released(self) -> list[Checkpoint]:
+        if not self.released:  # the store asks for every item: nothing to allocate on the common path
+            return []
         released, self.released = self.released, []
         return released
 
@@ -169,12 +174,11 @@ class Cursors:
     def distributed(self) -> Distributed | None:
         return self.crawler.get_extension(Distributed)
 
-    @property
+    @cached_property
     def pages(self) -> LocalPages | SharedPages:
-        if "_pages" not in self.__dict__:
-            distributed = self.distributed
-            self._pages = SharedPages(distributed.coordinator) if distributed else LocalPages(self.source)
-        return self._pages
+        """Built on first use: the spider and the distributed extension exist by then."""
+        distributed = self.distributed
+        return SharedPages(distributed.coordinator) if distributed else LocalPages(self.source)
 
     # -- declared by spiders (through SourceSpider) ------------------------------------------------
 
@@ -212,8 +216,8 @@ class Cursors:
         # a fresh unit even when the spider copied its response's meta into the request
         for inherited in (UNIT_META, PAGES_META, FAILED_META, FINISHED_META):
             meta.pop(inherited, None)
-        if parent is not None and meta.get("lease") == parent.get("lease"):
-            meta.pop("lease", None)  # the lease is the parent's: its own work is acknowledged with it
+        if parent is not None and meta.get(LEASE_META) == parent.get(LEASE_META):
+            meta.pop(LEASE_META, None)  # the lease is the parent's: its own work is acknowledged with it
         independent = meta.pop(INDEPENDENT_META, False)
         seed = parent.get(UNIT_META, "start") if parent is not None else "start"
         meta[UNIT_META] = child_unit(f"{seed}{'!' if independent else ''}", index)
@@ -230,7 +234,7 @@ class Cursors:
             return None
         meta[FINISHED_META] = True
         self.outstanding = max(self.outstanding - 1, 0)
-        lease = meta.get("lease")
+        lease = meta.get(LEASE_META)
         distributed = self.distributed
         if distributed is None and not meta.get(PAGES_META):
             return None

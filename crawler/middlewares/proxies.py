@@ -1,7 +1,7 @@
 """Per-source proxy rotation with benching of failing proxies.
 
 A source's policy names the setting that holds its proxy list (``SourcePolicy.proxies_setting``,
-e.g. ``NPM_PROXIES``: comma-separated URLs or a list). Requests go round-robin over the proxies that
+e.g. ``<SOURCE>_PROXIES``: comma-separated URLs or a list). Requests go round-robin over the proxies that
 are not benched; a proxy whose request fails with a connection error or a 403/407/429 is benched for
 ``PROXY_BENCH_SECONDS`` (default 300), doubling on each repeat failure up to ``PROXY_BENCH_MAX``
 (default 3600). With no list for the crawl's source the middleware is not configured.

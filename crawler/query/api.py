@@ -215,9 +215,15 @@ class ApiKeyMiddleware:
 # -- request and response models (also the OpenAPI schema) ---------------------------------------
 
 
+def _example_sql() -> str:
+    """An example for the OpenAPI schema, on a view that exists (whichever source declares it)."""
+    tables = sorted(record_type.table for record_type in Record.registry.values())
+    return f"SELECT * FROM {tables[0]} LIMIT 10" if tables else "SELECT 1"
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, examples=["SELECT name FROM npm_package LIMIT 10"])
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, examples=[_example_sql()])
 
 
 class QueryResponse(BaseModel):

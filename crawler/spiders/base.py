@@ -89,7 +89,7 @@ class SourceSpider(scrapy.Spider):
         setting not given with ``-s`` or in the project is read from the environment, else its default;
         the source's middlewares and download handlers join the project's."""
         super().update_settings(settings)
-        declaration = cls.__dict__.get("declaration") or getattr(cls, "declaration", None)
+        declaration = getattr(cls, "declaration", None)
         if declaration is None:
             return
         for setting in declaration.settings:
@@ -205,18 +205,21 @@ class SourceSpider(scrapy.Spider):
         return name
 
     def _stored_since(self, record_type: type[Record], seconds: float) -> set[str]:
-        columns = ", ".join(f'"{column}"' for column in record_type.key)
+        rows = self._look_up(
+            f'SELECT DISTINCT {_key_sql(record_type)} FROM "{record_type.table}_history" '
+            "WHERE _ingested_at >= now() - to_seconds(?)",
+            [seconds],
+        )
+        return {key for (key,) in rows}
+
+    def _look_up(self, sql: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
+        """Run a query over what earlier runs stored, on one DuckDB connection kept for the crawl."""
         with self._lookup_lock:
             if self._lookup is None:
                 from crawler.query.views import connect  # DuckDB is loaded only by the runs that need it
 
                 self._lookup = connect(self.services.store)
-            rows = self._lookup.execute(
-                f"SELECT DISTINCT concat_ws('/', {columns}) FROM \"{record_type.table}_history\" "
-                "WHERE _ingested_at >= now() - to_seconds(?)",
-                [seconds],
-            ).fetchall()
-        return {key for (key,) in rows}
+            return self._lookup.execute(sql, parameters).fetchall()
 
     async def share_named_requests(self) -> None:
         """A distributed named crawl: queue the named requests ahead, for every worker to take.
@@ -352,17 +355,11 @@ class SourceSpider(scrapy.Spider):
         return version
 
     def _stored(self, record_type: type[Record], key: str) -> tuple[bool, Any | None]:
-        from crawler.query.views import connect  # DuckDB is loaded only by the runs that need it
-
-        with self._lookup_lock:
-            if self._lookup is None:
-                self._lookup = connect(self.services.store)
-            columns = ", ".join(f'"{column}"' for column in record_type.key)
-            version = f'max("{record_type.version_column}")' if record_type.version_column else "NULL"
-            count, highest = self._lookup.execute(
-                f"SELECT count(*), {version} FROM \"{record_type.table}_history\" WHERE concat_ws('/', {columns}) = ?",
-                [key],
-            ).fetchone()
+        version = f'max("{record_type.version_column}")' if record_type.version_column else "NULL"
+        ((count, highest),) = self._look_up(
+            f'SELECT count(*), {version} FROM "{record_type.table}_history" WHERE {_key_sql(record_type)} = ?',
+            [key],
+        )
         return count > 0, highest
 
     def parse_json(self, response: Response) -> Any | None:
@@ -438,6 +435,11 @@ class SourceSpider(scrapy.Spider):
         Used by ``scrapy replay-failed``; a source that can retry its dead letters overrides it.
         """
         return {}, []
+
+
+def _key_sql(record_type: type[Record]) -> str:
+    """A record type's key as one SQL string, as ``Record.key_value`` joins it."""
+    return "concat_ws('/', " + ", ".join(f'"{column}"' for column in record_type.key) + ")"
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:

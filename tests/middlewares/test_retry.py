@@ -21,6 +21,20 @@ def middleware(**settings) -> BackoffRetryMiddleware:
     return BackoffRetryMiddleware.from_crawler(crawler)
 
 
+@pytest.fixture
+def waiting(monkeypatch) -> tuple[BackoffRetryMiddleware, list[float]]:
+    """A middleware of an npm crawl whose waits are recorded instead of slept."""
+    mw = middleware()
+    waited: list[float] = []
+
+    async def fake_wait(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(mw, "_wait", fake_wait)
+    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
+    return mw, waited
+
+
 def response(status: int, retry_after: str | None = None) -> Response:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     return Response("http://127.0.0.1/x", status=status, headers=headers)
@@ -46,29 +60,16 @@ def test_backoff_grows_exponentially_with_jitter_and_cap():
 
 
 @pytest.mark.parametrize("status", [429, 503])
-async def test_retry_waits_for_retry_after_then_retries(status, monkeypatch):
-    mw = middleware()
-    waited = []
-
-    async def fake_wait(seconds):
-        waited.append(seconds)
-
-    monkeypatch.setattr(mw, "_wait", fake_wait)
-    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
+async def test_retry_waits_for_retry_after_then_retries(status, waiting):
+    mw, waited = waiting
     request = Request("http://127.0.0.1/x")
     result = await mw.process_response(request, response(status, "3"))
     assert isinstance(result, Request) and result.meta["retry_times"] == 1
     assert waited == [3]
 
 
-async def test_gives_up_after_the_last_retry(monkeypatch):
-    mw = middleware()
-
-    async def no_wait(seconds):
-        return None
-
-    monkeypatch.setattr(mw, "_wait", no_wait)
-    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
+async def test_gives_up_after_the_last_retry(waiting):
+    mw, _ = waiting
     request = Request("http://127.0.0.1/x", meta={"retry_times": mw.max_retry_times})
     final = response(429, "1")
     assert await mw.process_response(request, final) is final
@@ -81,15 +82,8 @@ def without_private_retry(monkeypatch):
     monkeypatch.delattr(RetryMiddleware, "_retry", raising=False)
 
 
-async def test_retries_are_built_with_the_public_get_retry_request(without_private_retry, monkeypatch):
-    mw = middleware()
-    waited = []
-
-    async def fake_wait(seconds):
-        waited.append(seconds)
-
-    monkeypatch.setattr(mw, "_wait", fake_wait)
-    mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
+async def test_retries_are_built_with_the_public_get_retry_request(without_private_retry, waiting):
+    mw, waited = waiting
     request = Request("http://127.0.0.1/x", priority=5, meta={"priority_adjust": -2})
     retry = await mw.process_response(request, response(503, "2"))
     assert isinstance(retry, Request) and retry.meta["retry_times"] == 1 and retry.dont_filter
