@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from typing import Any
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
+from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
 
 from crawler.config import IngestionConfig, get_bool
@@ -51,11 +54,46 @@ def crawl_outcome(stats: dict[str, Any], fail_on_monitors: bool = True) -> tuple
     return EXIT_OK, "finished"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def preflight(config: IngestionConfig) -> None:
+    """The store and the metadata DB are usable, or one :class:`UsageError` naming the setting and the
+    fix: found here, before any component starts, rather than as a cascade of errors from all of them."""
+    from crawler.meta import MetaDB
+    from crawler.meta.db import _redact
+    from crawler.storage import LocalStore, open_store
+
+    try:
+        store = open_store(config.storage_uri)
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"STORAGE_URI: cannot use {config.storage_uri!r} ({_first_line(exc)}): "
+            "set it to a writable folder or s3://bucket/prefix",
+            print_help=False,
+        ) from None
+    if isinstance(store, LocalStore) and not os.access(store.uri.removeprefix("file://"), os.W_OK | os.X_OK):
+        raise UsageError(
+            f"STORAGE_URI: the folder {config.storage_uri!r} is not writable: fix its permissions or choose another",
+            print_help=False,
+        )
+    try:
+        MetaDB.connect(config.meta_db_url).close()
+    except Exception as exc:
+        raise UsageError(
+            f"META_DB_URL: cannot open {_redact(config.meta_db_url)!r} ({_first_line(exc)}): "
+            "start the database or point META_DB_URL at a reachable one",
+            print_help=False,
+        ) from None
+
+
 class Command(ScrapyCrawlCommand):
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)  # applies -s NAME=value
         assert self.settings is not None
-        IngestionConfig.from_settings(self.settings)  # raises SettingError, a UsageError
+        config = IngestionConfig.from_settings(self.settings)  # raises SettingError, a UsageError
         get_bool(self.settings, "EXIT_ON_MONITOR_FAILURE", True)
         if len(args) == 1:  # the source's own settings and arguments too (crawler/sources.py)
             try:
@@ -66,6 +104,7 @@ class Command(ScrapyCrawlCommand):
             if declaration is not None:
                 declaration.read_settings(self.settings)
                 declaration.check_arguments(opts.spargs)  # an ArgumentError, a UsageError
+        preflight(config)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -73,8 +112,24 @@ class Command(ScrapyCrawlCommand):
             return
         assert self.crawler_process is not None and self.settings is not None
         crawler = self._create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs)
+        started = self.crawler_process.crawl(crawler, **opts.spargs)
+        failures: list[BaseException] = []
+        if hasattr(started, "add_done_callback"):  # an asyncio task (AsyncCrawlerProcess)
+            started.add_done_callback(lambda task: task.cancelled() or failures.append(task.exception()))
+        else:  # a Deferred
+            started.addErrback(lambda failure: failures.append(failure.value))
         self.crawler_process.start()
+        failure = next((f for f in failures if f is not None), None)
+        if failure is not None:
+            # one line; the traceback only when asked for (LOG_LEVEL=DEBUG)
+            logger.debug("the crawl could not start", exc_info=failure)
+            if isinstance(failure, UsageError):
+                print(f"scrapy crawl: error: {failure}", file=sys.stderr)
+                self.exitcode = EXIT_USAGE
+            else:
+                print(f"scrapy crawl: error: {type(failure).__name__}: {_first_line(failure)}", file=sys.stderr)
+                self.exitcode = EXIT_NOT_FINISHED
+            return
         if self.crawler_process.bootstrap_failed or crawler.stats is None:
             self.exitcode = EXIT_NOT_FINISHED
             return

@@ -66,3 +66,37 @@ def test_a_crawl_whose_monitors_fail_exits_4_unless_relaxed(workspace, fake_npm,
         "npm", "packages=no-such-package-y", settings={"EXIT_ON_MONITOR_FAILURE": "false"}, check=False, **npm_env
     )
     assert relaxed.returncode == 0, relaxed.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "settings", "message"),
+    [
+        (
+            ("packages=a",),
+            {"STORAGE_URI": "{tmp}/a-file"},
+            "STORAGE_URI: cannot use '{tmp}/a-file' ([Errno 17] File exists",
+        ),
+        (
+            ("packages=a",),
+            {"META_DB_URL": "postgresql://nobody:hunter2@127.0.0.1:1/none"},
+            "META_DB_URL: cannot open 'postgresql://nobody:***@127.0.0.1:1/none' (connection failed",
+        ),
+        (
+            ("mode=incremental",),
+            {"NPM_CHANGES_URL": ""},
+            "scrapy crawl: error: npm: mode=incremental follows the replication feed: set NPM_CHANGES_URL",
+        ),
+    ],
+    ids=["storage-is-a-file", "meta-db-unreachable", "endpoint-missing"],
+)
+def test_an_unusable_setting_is_one_line_naming_it(workspace, fake_npm, npm_env, arguments, settings, message):
+    (workspace.path / "a-file").write_text("not a folder")
+    settings = {name: value.format(tmp=workspace.path) for name, value in settings.items()}
+    env = {k: v for k, v in npm_env.items() if k not in settings}
+    result = workspace.crawl("npm", *arguments, settings=settings, check=False, **env)
+    assert result.returncode == 2
+    assert message.format(tmp=workspace.path) in result.stderr
+    assert result.stderr.count("error:") == 1
+    for noise in ("Traceback", "ERROR", "hunter2", "Task exception"):
+        assert noise not in result.stderr
+    assert fake_npm.total_requests == 0
