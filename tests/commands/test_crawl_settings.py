@@ -100,3 +100,13 @@ def test_an_unusable_setting_is_one_line_naming_it(workspace, fake_npm, npm_env,
     for noise in ("Traceback", "ERROR", "hunter2", "Task exception"):
         assert noise not in result.stderr
     assert fake_npm.total_requests == 0
+
+
+def test_a_clean_crawl_logs_no_warnings_and_counts_no_dropped_items(workspace, fake_npm, npm_env):
+    names = sorted(fake_npm.package_names())[:3]
+    result = workspace.crawl("npm", "packages=" + ",".join(names), **npm_env)
+    log = result.stderr
+    assert " WARNING: " not in log and " ERROR: " not in log, log[-3000:]
+    (run,) = workspace.meta().last_runs("npm")
+    assert run["stats"]["item_scraped_count"] == 3
+    assert "item_dropped_count" not in run["stats"]  # the control items are not dropped items
