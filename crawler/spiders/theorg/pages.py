@@ -33,6 +33,8 @@ ALIASES = {
     "reportingLines": ("reportingLines", "edges"),
 }
 _PUSH = re.compile(r"^\s*self\.__next_f\.push\((?P<chunk>\[.*\])\)\s*;?\s*$", re.DOTALL)
+#: the script that starts the stream: ``(self.__next_f=self.__next_f||[]).push([0])``, maybe more after ``;``
+_INIT = re.compile(r"^\s*\(self\.__next_f\s*=\s*self\.__next_f\s*\|\|\s*\[\]\)\.push\(\[[^\]]*\]\)\s*;?")
 _ROW_ID = re.compile(rb"^[0-9a-fA-F]*$")
 _REFERENCE = re.compile(r"^\$(?:[L@])?(?P<row>[0-9a-fA-F]+)$")
 #: nodes visited when searching a page's data: a hostile page cannot make the search unbounded
@@ -75,6 +77,10 @@ def flight_chunks(page: Selector) -> list[Any] | None:
     for script in page.css("script::text").getall():
         if "__next_f" not in script:
             continue
+        init = _INIT.match(script)
+        if init is not None:
+            chunks.append([0])  # the stream starts (its only content)
+            script = script[init.end() :]
         match = _PUSH.match(script)
         if match is None:
             continue

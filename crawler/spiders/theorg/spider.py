@@ -30,6 +30,7 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from scrapy_playwright.page import PageMethod
 
+from crawler.config import SettingError
 from crawler.spiders.base import EXPECTED_KEY_META, WORKER_MODE, SourceSpider
 from crawler.spiders.theorg import pages
 from crawler.spiders.theorg.browser import chromium_path, playwright_settings
@@ -85,15 +86,23 @@ class TheorgSpider(SourceSpider):
         memory watch that counts the browser processes. Without a browser (``THEORG_BROWSER=false`` or no
         Chromium) the project's own HTTP handlers stay and no browser is started."""
         super().update_settings(settings)
-        options = SOURCE.read_settings(settings)
+        from crawler.settings import DOWNLOAD_HANDLERS
+
+        try:
+            options = SOURCE.read_settings(settings)
+        except SettingError:
+            return  # from_crawler reports it, before the crawl starts
         executable = chromium_path(options["THEORG_CHROMIUM_PATH"]) if options["THEORG_BROWSER"] else None
         settings.set("THEORG_BROWSER_ENABLED", executable is not None, priority="spider")
         if executable is None:
-            from crawler.settings import DOWNLOAD_HANDLERS
-
             handlers = {**settings.getdict("DOWNLOAD_HANDLERS"), **DOWNLOAD_HANDLERS}
             settings.set("DOWNLOAD_HANDLERS", handlers, priority="spider")
             return
+        # one browser driver: the other scheme (not the site's) keeps the project's handler
+        scheme = (options["THEORG_URL"] or "https://").split(":", 1)[0]
+        handlers = settings.getdict("DOWNLOAD_HANDLERS")
+        handlers.update({other: DOWNLOAD_HANDLERS[other] for other in ("http", "https") if other != scheme})
+        settings.set("DOWNLOAD_HANDLERS", handlers, priority="spider")
         for name, value in playwright_settings(
             executable,
             options["THEORG_BROWSER_CONTEXTS"],
