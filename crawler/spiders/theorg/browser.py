@@ -170,6 +170,7 @@ class BrowserContextMiddleware:
     def _bench(self, context: _Context) -> None:
         if context.proxy is not None and self.proxies is not None:
             self.proxies.bench(context.proxy)
+            self.crawler.stats.inc_value("theorg/browser_proxies_benched")
         context.retired = True
 
     async def _finish(self, request: Request, context: _Context) -> None:

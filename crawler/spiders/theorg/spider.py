@@ -110,6 +110,9 @@ class TheorgSpider(SourceSpider):
             options["THEORG_MEMORY_LIMIT_MB"],
         ).items():
             settings.set(name, value, priority="spider")
+        # a page that failed in the browser (a proxy refused, a navigation timed out) is retried too
+        retried = [*settings.getlist("RETRY_EXCEPTIONS"), "playwright.async_api.Error"]
+        settings.set("RETRY_EXCEPTIONS", retried, priority="spider")
         extensions = {
             **settings.getdict("EXTENSIONS"),
             "scrapy.extensions.memusage.MemoryUsage": None,
