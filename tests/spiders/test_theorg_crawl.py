@@ -124,11 +124,44 @@ def test_http_only_run_freshness_and_domains(workspace):
         assert last_stats(workspace)["theorg/fresh_skipped"] == 2
 
         # by domain, through the site's search page; a domain of no company is a dead letter
-        workspace.crawl("theorg", "domains=company-0002.example,nowhere.example", settings=settings, **env)
-        assert stored(workspace)["company-0002"]["domain"] == "company-0002.example"
+        workspace.crawl("theorg", "domains=company-0002.io,nowhere.io", settings=settings, **env)
+        assert stored(workspace)["company-0002"]["domain"] == "company-0002.io"
         assert fake.requests["search"] == 2
     reasons = [row["reason"] for row in workspace.meta().failed("theorg")]
-    assert reasons == ["domain_not_found: no company on nowhere.example"]
+    assert reasons == ["domain_not_found: no company on nowhere.io"]
+
+
+def test_companies_behind_the_domains_another_source_stored(workspace):
+    """``-a from=<source>``: the registrable domains of what another source stored, resolved by search."""
+    from datetime import UTC, datetime
+
+    from crawler.meta import MetaDB
+    from crawler.pipelines.batching import Batch
+    from crawler.pipelines.index import PartitionIndex
+    from crawler.pipelines.writer import BatchWriter
+    from crawler.sources import all_sources
+    from crawler.storage import open_store
+
+    (record_type,) = all_sources()["npm"].records
+    store = open_store(str(workspace.data))
+    now = datetime.now(UTC)
+    batch = Batch(record_type, now.date())
+    homepages = ["https://docs.company-0001.io/start", "https://www.company-0003.io/", "https://unknown.io/"]
+    for n, homepage in enumerate(homepages):
+        row = record_type(name=f"package-{n}", homepage=homepage).to_row()
+        row.update(_source="npm", _ingested_at=now, _run_id="earlier", _schema_version=1)
+        batch.add(row, n + 1)
+    (workspace.data / "_meta").mkdir(parents=True)
+    with MetaDB.connect(f"sqlite:///{workspace.data / '_meta' / 'meta.db'}") as meta:
+        PartitionIndex(store, meta).record(BatchWriter(store).write(batch), "earlier")
+
+    fake = FakeTheOrg(companies=4, shapes=("next_data", "flight"))
+    with fake.serve():
+        settings = {**FAST, "THEORG_BROWSER": "false"}
+        workspace.crawl("theorg", "from=npm", settings=settings, THEORG_URL=fake.url)
+    assert set(stored(workspace)) == {"company-0001", "company-0003"}
+    reasons = [row["reason"] for row in workspace.meta().failed("theorg")]
+    assert reasons == ["domain_not_found: no company on unknown.io"]
 
 
 def test_a_script_page_without_a_browser_is_a_dead_letter_not_a_record(workspace):

@@ -28,7 +28,7 @@ def test_pages_router_page_gives_the_whole_chart(fake):
     data = pages.page_props_org(pages.next_data(page))
     record = OrgCompany.from_page(data, "next_data")
     assert record.slug == "company-0000" and record.name == "Company 0000 Inc."
-    assert record.domain == "company-0000.example" and record.positions_count == 7 and record.teams_count == 4
+    assert record.domain == "company-0000.io" and record.positions_count == 7 and record.teams_count == 4
     assert [p.id for p in record.positions] == [p["id"] for p in company.data["positions"]]
     parents = {line["positionId"]: line["parentPositionId"] for line in company.data["reportingLines"]}
     assert {p.id: p.parent_id for p in record.positions} == {p.id: parents.get(p.id) for p in record.positions}

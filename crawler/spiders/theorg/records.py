@@ -53,6 +53,7 @@ class OrgCompany(Record):
     schema_version = 1
     #: other sources may look up the companies' domains (crawler.inputs)
     domain_columns: ClassVar[tuple[str, ...]] = ("domain", "website")
+    domain_filter: ClassVar[str | None] = "NOT deleted"
 
     slug: str
     #: None only in a tombstone (a company page the site no longer has)
