@@ -70,7 +70,8 @@ def test_every_page_shape_with_the_browser_only_where_needed(workspace):
     fake = FakeTheOrg(companies=6, shapes=("next_data", "flight", "script"), positions=9)
     with fake.serve():
         slugs = fake.slugs()
-        settings = {**FAST, "THEORG_PAGES_PER_CONTEXT": 1}  # every rendered page in a new context
+        # every rendered page in a new context; the memory watch samples often enough to see the browser
+        settings = {**FAST, "THEORG_PAGES_PER_CONTEXT": 1, "MEMUSAGE_CHECK_INTERVAL_SECONDS": 0.5}
         workspace.crawl("theorg", "orgs=" + ",".join([*slugs, *FAULTS]), settings=settings, THEORG_URL=fake.url)
         requests = dict(fake.requests)
 
@@ -100,6 +101,8 @@ def test_every_page_shape_with_the_browser_only_where_needed(workspace):
     # one context per rendered page, each closed once its page was
     assert stats["theorg/browser_contexts"] == stats["theorg/browser_contexts_closed"] == rendered
     assert stats["playwright/request_count/aborted"] >= rendered  # the font preload and logo of each page
+    # the memory watch counts the browser's processes too, not the crawl process alone
+    assert stats["memusage/max"] > stats["memusage/startup"] + 100 * 2**20
 
     # the org graph in SQL: a recursive query from the CEO down returns the hierarchy, whatever the shape
     for slug in slugs:

@@ -8,8 +8,10 @@
 * Proxies: a context gets one proxy of ``THEORG_PROXIES`` from the crawl's proxy rotation
   (:class:`crawler.middlewares.proxies.ProxyRotationMiddleware`); when a page fails through it, the proxy
   is benched there and the context retired, so the next pages get a new context with another proxy.
-* The crawl's memory, browser processes included, is watched by scrapy-playwright's memory-usage
-  extension (``THEORG_MEMORY_LIMIT_MB``).
+* The crawl's memory, browser processes included, is watched (:class:`ProcessTreeMemoryUsage`, Scrapy's
+  memory-usage extension over the whole process tree; ``THEORG_MEMORY_LIMIT_MB``). scrapy-playwright's
+  own extension finds no browser process with the Playwright and Scrapy pinned here (it reads private
+  attributes), so it would count none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.extensions.memusage import MemoryUsage
 from scrapy.http import Response
 
 from crawler.middlewares.proxies import BENCH_STATUSES, ProxyRotationMiddleware
@@ -69,10 +72,38 @@ def playwright_settings(executable: str, contexts: int, timeout: float, memory_l
         "PLAYWRIGHT_MAX_CONTEXTS": 2 * contexts,
         "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": timeout * 1000,
         "PLAYWRIGHT_ABORT_REQUEST": f"{__name__}.abort_heavy_request",
-        "MEMUSAGE_ENABLED": memory_limit_mb > 0,
+        "MEMUSAGE_ENABLED": True,
         "MEMUSAGE_LIMIT_MB": memory_limit_mb,
         "MEMUSAGE_CHECK_INTERVAL_SECONDS": 10.0,
     }
+
+
+def process_tree_memory(pid: int | None = None) -> int:
+    """Bytes of memory of a process and all its descendants (the Playwright driver, every Chromium
+    process): their proportional set sizes, so that pages the browser's processes share count once."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for member in members:
+        try:
+            info = member.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.Error:  # a process that just ended, or one we may not read
+            continue
+    return total
+
+
+class ProcessTreeMemoryUsage(MemoryUsage):
+    """Scrapy's memory-usage extension (``memusage/max``, ``MEMUSAGE_LIMIT_MB`` closes the crawl) over the
+    crawl process and its browser processes."""
+
+    def get_virtual_size(self) -> int:
+        return process_tree_memory()
 
 
 @dataclass

@@ -55,8 +55,8 @@ SOURCE = Source(
         ),
         Setting(
             "THEORG_MEMORY_LIMIT_MB",
-            "Memory of the crawl process and its browser processes together above which the crawl stops "
-            "(Scrapy's MEMUSAGE_LIMIT_MB, counting the browser); 0: no limit.",
+            "Memory (proportional set size) of the crawl process and its browser processes together above "
+            "which the crawl stops (Scrapy's MEMUSAGE_LIMIT_MB over the process tree); 0: no limit.",
             "int",
             2048,
             minimum=0,

@@ -116,7 +116,7 @@ class TheorgSpider(SourceSpider):
         extensions = {
             **settings.getdict("EXTENSIONS"),
             "scrapy.extensions.memusage.MemoryUsage": None,
-            "scrapy_playwright.memusage.ScrapyPlaywrightMemoryUsageExtension": 0,
+            "crawler.spiders.theorg.browser.ProcessTreeMemoryUsage": 0,
         }
         settings.set("EXTENSIONS", extensions, priority="spider")
 
