@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-
 from crawler.spiders.theorg import pages
 from tests.fakes.theorg import FAULT_DISALLOWED, FAULT_NOT_FOUND, FAULT_RATE_LIMITED, FakeProxy, FakeTheOrg
 
