@@ -28,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+import urllib.request
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class Run:
     browser_pages: int
     http_pages: int
     contexts: int
+    #: browser runs: (pages rendered, PSS of the tree then in MB, of the crawl process alone) every 100 pages
+    checkpoints: list[tuple[int, float, float]] = field(default_factory=list)
 
     @property
     def share_without_browser(self) -> float:
@@ -84,6 +87,22 @@ def tree_memory(process: psutil.Process) -> tuple[int, int, int]:
     return pss, rss, count
 
 
+def rendered_pages(url: str, pages: int) -> int:
+    """Pages of a script-only run rendered so far: the fake's page requests beyond the first per page."""
+    with urllib.request.urlopen(url + "_fake/requests", timeout=5) as answer:
+        counts = json.load(answer)
+    return sum(count - 1 for key, count in counts.items() if key.startswith("org/"))
+
+
+def tree_memory_of(process: psutil.Process) -> int:
+    """PSS of the crawl process alone."""
+    try:
+        info = process.memory_full_info()
+    except psutil.Error:
+        return 0
+    return getattr(info, "pss", info.rss)
+
+
 def crawl(name: str, pages: int, shapes: str, settings: dict[str, Any]) -> Run:
     fake, url = start_fake(pages, shapes)
     folder = Path(tempfile.mkdtemp(prefix=f"bench-theorg-{name}-"))
@@ -108,9 +127,15 @@ def crawl(name: str, pages: int, shapes: str, settings: dict[str, Any]) -> Run:
         )
         process = psutil.Process(child.pid)
         peak, peak_rss, peak_count = 0, 0, 0
+        checkpoints: list[tuple[int, float, float]] = []
         while child.poll() is None:
             pss, rss, count = tree_memory(process)
             peak, peak_rss, peak_count = max(peak, pss), max(peak_rss, rss), max(peak_count, count)
+            if shapes == "script":  # every page is fetched twice: plain, then in the browser
+                rendered = rendered_pages(url, pages)
+                if rendered >= 100 * (len(checkpoints) + 1):
+                    own = tree_memory_of(process)
+                    checkpoints.append((rendered, round(pss / 2**20, 1), round(own / 2**20, 1)))
             time.sleep(0.2)
         wall = time.monotonic() - started
         stderr = child.stderr.read() if child.stderr else ""
@@ -132,6 +157,7 @@ def crawl(name: str, pages: int, shapes: str, settings: dict[str, Any]) -> Run:
             browser_pages=int(stats.get("theorg/pages_browser", 0)),
             http_pages=int(stats.get("theorg/pages_http", 0)),
             contexts=int(stats.get("theorg/browser_contexts", 0)),
+            checkpoints=checkpoints,
         )
     finally:
         fake.terminate()
@@ -173,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
             f"browser memory: peak PSS {last.peak_pss_mb:.0f} MB over {last.pages} pages vs "
             f"{first.peak_pss_mb:.0f} MB over {first.pages}: x{growth:.2f} for x{last.pages / first.pages:.0f} pages"
         )
+    for run in browser:
+        steps = ", ".join(f"{n}: {tree:.0f} MB ({own:.0f} MB crawl process)" for n, tree, own in run.checkpoints)
+        print(f"{run.name} PSS after pages rendered: {steps}")
     if args.json:
         args.json.write_text(
             json.dumps([{**asdict(run), "share_without_browser": run.share_without_browser} for run in runs], indent=2)

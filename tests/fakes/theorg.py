@@ -329,6 +329,7 @@ class FakeTheOrg:
         app.router.add_get("/search", self._search)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/_next/{path:.*}", self._asset)
+        app.router.add_get("/_fake/requests", self._counts)  # for a benchmark's progress (not counted)
         return app
 
     def _bind(self, handle: ServerHandle) -> dict[str, Any]:
@@ -387,6 +388,11 @@ class FakeTheOrg:
         ]
         page = next_data_page({"results": results, "query": query}, "/search", {"q": query})
         return web.Response(text=page, content_type="text/html")
+
+    async def _counts(self, request: web.Request) -> web.Response:
+        with self._lock:
+            counts = dict(self.requests)
+        return web.json_response(counts)
 
     async def _static(self, request: web.Request) -> web.Response:
         self._count("static")
