@@ -153,3 +153,15 @@ def test_next_data_parser_on_the_recorded_pages_router_page():
     assert list(page_props) == ["ssRecipe"]
     assert pages.page_props_org(page_props) is None  # not a company page: the spider's shape_changed
     assert pages.flight_chunks(page) is None
+
+
+def test_dead_letters_of_pages_and_searches_can_be_replayed():
+    from crawler.spiders.theorg.spider import TheorgSpider
+
+    failed = [
+        {"id": 1, "url": "http://127.0.0.1:9/org/acme"},
+        {"id": 2, "url": "http://127.0.0.1:9/search?q=globex.io"},
+        {"id": 3, "url": None},
+        {"id": 4, "url": "http://127.0.0.1:9/org/acme"},
+    ]
+    assert TheorgSpider.replay_arguments(failed) == ({"orgs": "acme", "domains": "globex.io"}, [1, 2, 4])

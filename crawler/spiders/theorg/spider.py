@@ -19,10 +19,11 @@ Settings: declared in ``source.py`` (the README's TheOrg table is generated from
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import scrapy
 from scrapy.exceptions import UsageError
@@ -147,7 +148,8 @@ class TheorgSpider(SourceSpider):
             yield request
         if self.mode != "named":
             return
-        for domain in dict.fromkeys([*self.domains, *self.stored_domains()]):
+        stored = await asyncio.to_thread(list, self.stored_domains())  # DuckDB: off the reactor's thread
+        for domain in dict.fromkeys([*self.domains, *stored]):
             await self.room_in_scheduler()
             yield self.search_request(domain)
 
@@ -158,6 +160,26 @@ class TheorgSpider(SourceSpider):
         from crawler.inputs import stored_domains
 
         return stored_domains(self.crawler.settings, self.from_selector)
+
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """Arguments that fetch again the companies (``/org/<slug>``) and domains (``/search?q=``) of
+        these dead letters, and the ids they cover."""
+        slugs: dict[str, bool] = {}
+        domains: dict[str, bool] = {}
+        ids = []
+        for row in failed:
+            parts = urlsplit(row.get("url") or "")
+            segments = parts.path.rstrip("/").split("/")
+            if len(segments) >= 2 and segments[-2] == "org" and segments[-1]:
+                slugs[unquote(segments[-1])] = True
+            elif segments[-1] == "search" and (query := parse_qs(parts.query).get("q")):
+                domains[query[0]] = True
+            else:
+                continue
+            ids.append(row["id"])
+        arguments = {"orgs": ",".join(slugs), "domains": ",".join(domains)}
+        return {name: value for name, value in arguments.items() if value}, ids
 
     # -- company pages --------------------------------------------------------------------------
 
