@@ -217,3 +217,13 @@ def test_browser_contexts_use_the_proxies_and_a_bad_one_is_benched(workspace):
     # a page that failed through the bad proxy benched it and retired its context; its retry got a new one
     assert stats["theorg/browser_proxies_benched"] >= 1 and stats["theorg/browser_failures"] >= 1
     assert stats["theorg/browser_contexts"] == stats["theorg/browser_contexts_closed"] >= 4
+
+
+@needs_chromium
+def test_the_memory_limit_stops_a_browser_crawl(workspace):
+    fake = FakeTheOrg(companies=2, shapes=("script",))
+    with fake.serve():
+        settings = {**FAST, "THEORG_MEMORY_LIMIT_MB": 1, "MONITOR_MIN_ITEMS": 0}
+        workspace.crawl("theorg", "orgs=company-0000,company-0001", settings=settings, THEORG_URL=fake.url)
+    run = workspace.meta().last_runs("theorg")[0]
+    assert run["finish_reason"] == "memusage_exceeded" and run["stats"]["memusage/limit_reached"] == 1
