@@ -224,6 +224,9 @@ def test_the_memory_limit_stops_a_browser_crawl(workspace):
     fake = FakeTheOrg(companies=2, shapes=("script",))
     with fake.serve():
         settings = {**FAST, "THEORG_MEMORY_LIMIT_MB": 1, "MONITOR_MIN_ITEMS": 0}
-        workspace.crawl("theorg", "orgs=company-0000,company-0001", settings=settings, THEORG_URL=fake.url)
+        result = workspace.crawl(
+            "theorg", "orgs=company-0000,company-0001", settings=settings, THEORG_URL=fake.url, check=False
+        )
+    assert result.returncode == 1  # the crawl did not finish
     run = workspace.meta().last_runs("theorg")[0]
     assert run["finish_reason"] == "memusage_exceeded" and run["stats"]["memusage/limit_reached"] == 1

@@ -1,7 +1,7 @@
 """The TheOrg source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Setting, Source
+from crawler.sources import Argument, Setting, Source
 from crawler.spiders.theorg.records import OrgCompany
 
 PLAYWRIGHT_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
@@ -12,6 +12,12 @@ SOURCE = Source(
     title="TheOrg company org charts (company, positions as a graph, teams) from its Next.js pages",
     records=(OrgCompany,),
     modes=("named",),
+    arguments=(
+        Argument("orgs", "Company slugs (`<THEORG_URL>org/<slug>`, comma-separated) to fetch.", "list"),
+        Argument("orgs_file", "A file of company slugs, one per line.", "file"),
+        Argument("domains", "Company domains (comma-separated): each found through the site's search page.", "list"),
+        Argument("from", "A source or namespace whose stored domains to look up (the companies behind them)."),
+    ),
     policy=SourcePolicy(
         concurrency=4,
         delay=1.0,  # a web site, not an API: a polite pace by default
