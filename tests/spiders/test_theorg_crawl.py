@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -22,8 +23,10 @@ from tests.fakes.theorg import (
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: skipped on a developer's machine without Chromium, never in CI (.ci/run installs it): there they fail
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it: apt-get install chromium)"
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)",
 )
 #: fast and bounded: no politeness delay, short browser waits, fault runs may have many dead letters
 FAST = {
@@ -45,6 +48,11 @@ WITH RECURSIVE chart AS (
 )
 SELECT id, parent_id, depth, path, title FROM chart ORDER BY path
 """
+
+
+def test_ci_has_chromium_for_the_browser_tests():
+    if os.environ.get("CI"):
+        assert CHROMIUM is not None, ".ci/run must install Chromium: the browser tests run for real in CI"
 
 
 def expected_depths(fake: FakeTheOrg, slug: str) -> dict[str, int]:
