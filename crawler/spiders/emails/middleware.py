@@ -36,7 +36,7 @@ _RESENDS_META = "emails_resends"
 
 
 class NotSent(IgnoreRequest):
-    """A Hunter request not sent: the run's budget is spent, or Hunter stopped answering (401, 429)."""
+    """A request not sent: Hunter's budget is spent or Hunter stopped answering (401, 429); Clearbit is retired."""
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -115,6 +115,10 @@ class EmailsApiMiddleware:
                 raise NotSent(f"hunter: not sent ({budget.stopped})")
             self.crawler.stats.inc_value("emails/hunter/requests")
         else:
+            if getattr(self.crawler.spider, "clearbit_retired", None):
+                # requests queued before the endpoint was found retired are not sent
+                self.crawler.stats.inc_value("emails/clearbit/not_sent")
+                raise NotSent("clearbit: not sent (the endpoint is retired)")
             self.crawler.stats.inc_value(f"emails/{api}/requests")
         request.headers[key.header] = key.value
         request.meta[CREDENTIAL_HEADERS_META] = [key.header]

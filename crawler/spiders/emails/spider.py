@@ -304,7 +304,8 @@ class EmailsSpider(SourceSpider):
         request = failure.request
         lookup: Lookup = request.cb_kwargs["lookup"]
         if failure.check(NotSent):
-            self.crawler.stats.inc_value(f"emails/hunter/skipped/{self.hunter_budget.stopped or 'not_sent'}")
+            if request.meta.get(API_META) == HUNTER:
+                self.crawler.stats.inc_value(f"emails/hunter/skipped/{self.hunter_budget.stopped or 'not_sent'}")
         else:
             yield from self.errback(failure)
         if request.callback == self.parse_hunter:

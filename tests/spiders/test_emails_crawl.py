@@ -1,0 +1,178 @@
+"""End-to-end crawls of the emails spider against the loopback fakes of Hunter and Clearbit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fakes.clearbit import FakeClearbit
+from tests.fakes.hunter import FakeHunter
+
+pytestmark = pytest.mark.slow
+KEY = "hk-secret-never-to-be-seen"
+
+
+def hunter_env(fake: FakeHunter, **more: str) -> dict[str, str]:
+    return {"EMAILS_HUNTER_API_URL": fake.url, "EMAILS_HUNTER_API_KEY": KEY, **more}
+
+
+def records(workspace) -> dict[str, dict]:
+    rows = workspace.query("SELECT * FROM email_patterns ORDER BY domain")
+    return {row["domain"]: row for row in rows}
+
+
+def last_run(workspace) -> dict:
+    return workspace.meta().last_runs("emails", limit=1)[0]
+
+
+def dead_letters(workspace) -> list[str]:
+    return [row["reason"] for row in workspace.meta().failed("emails")]
+
+
+def _evidence(row: dict) -> dict[str, dict]:
+    evidence = row["evidence"] if isinstance(row["evidence"], list) else json.loads(row["evidence"])
+    return {e["source"]: e for e in evidence}
+
+
+def test_hunter_pages_through_each_domain_and_states_its_pattern(workspace):
+    with FakeHunter(keys=[KEY], domains=12, seed=3).serve() as fake:
+        domains = [d for d, case in fake.cases.items() if len(fake.people(d)) >= 6][:3]
+        workspace.crawl(
+            "emails", "domains=" + ",".join(domains), settings={"EMAILS_HUNTER_PAGE_SIZE": 5}, **hunter_env(fake)
+        )
+        pages = sum(-(-len(fake.people(d)) // 5) for d in domains)
+        assert fake.requests["domain-search"] == min(pages, 3 * 3)  # every page, at most 3 per domain
+        assert set(fake.keys_seen) == {KEY}
+    stored = records(workspace)
+    assert set(stored) == set(domains)
+    for domain in domains:
+        row = stored[domain]
+        assert row["pattern"] == fake.cases[domain].pattern
+        assert 0.6 <= row["confidence"] <= 1
+        hunter = _evidence(row)["hunter"]
+        assert hunter["pattern"] == fake.cases[domain].pattern and hunter["count"] > 0
+        assert row["organization"] == domain.split(".")[0].title()
+        assert row["webmail"] is False and row["accept_all"] is False
+        assert row["verified"] >= 1
+        assert all(s["address"].endswith("@" + domain) for s in row["samples"])
+    run = last_run(workspace)
+    assert run["stats"]["emails/hunter/spent"] == fake.requests["domain-search"]
+
+
+def test_a_second_run_within_24_hours_asks_nothing(workspace):
+    with FakeHunter(keys=[KEY], domains=4).serve() as fake:
+        domains = ",".join(list(fake.cases)[:3])
+        workspace.crawl("emails", f"domains={domains}", **hunter_env(fake))
+        asked = fake.requests["domain-search"]
+        workspace.crawl("emails", f"domains={domains}", **hunter_env(fake))
+        assert fake.requests["domain-search"] == asked
+    assert last_run(workspace)["stats"]["emails/fresh_skipped"] == 3
+
+
+def test_the_credit_budget_is_never_exceeded_and_every_domain_still_gets_its_record(workspace):
+    with FakeHunter(keys=[KEY], domains=8).serve() as fake:
+        domains = list(fake.cases)[:6]
+        workspace.crawl(
+            "emails", "domains=" + ",".join(domains), settings={"EMAILS_HUNTER_MAX_REQUESTS": 3}, **hunter_env(fake)
+        )
+        assert fake.requests["domain-search"] == 3
+    stored = records(workspace)
+    assert set(stored) == set(domains)
+    assert sum("hunter" in _evidence(row) for row in stored.values()) <= 3
+    stats = last_run(workspace)["stats"]
+    assert stats["emails/hunter/spent"] == 3 and stats["emails/hunter/budget"] == 3
+    assert stats["emails/hunter/skipped/budget_spent"] >= 3
+    assert dead_letters(workspace) == []
+
+
+def test_plan_usage_exhausted_stops_spending_and_finishes_with_a_clear_reason(workspace):
+    with FakeHunter(keys=[KEY], domains=8, credits=2).serve() as fake:
+        domains = list(fake.cases)[:6]
+        workspace.crawl(
+            "emails", "domains=" + ",".join(domains), settings={"CONCURRENT_REQUESTS": 1}, **hunter_env(fake)
+        )
+        assert fake.requests["domain-search"] == 3  # two answered, the third said 429: nothing after it
+    run = last_run(workspace)
+    assert run["finish_reason"] == "hunter_usage_exhausted"
+    assert dead_letters(workspace).count("hunter_usage_exhausted: http_429") == 1
+    assert set(records(workspace)) == set(domains)
+
+
+def test_a_bad_key_is_reported_once_and_hunter_is_left_alone(workspace):
+    with FakeHunter(keys=["another"], domains=6).serve() as fake:
+        domains = list(fake.cases)[:5]
+        workspace.crawl(
+            "emails", "domains=" + ",".join(domains), settings={"CONCURRENT_REQUESTS": 1}, **hunter_env(fake)
+        )
+        assert fake.requests["domain-search"] == 1
+    assert dead_letters(workspace) == ["hunter_unauthorized: http_401"]
+    assert len(records(workspace)) == 5
+
+
+def test_bad_domains_are_dead_letters_and_rate_limits_are_waited_out(workspace):
+    with FakeHunter(keys=[KEY], domains=6, bad_domains=["rejected.example"], per_second=2, pending={}).serve() as fake:
+        good = list(fake.cases)[:4]
+        fake.pending[good[0]] = 1
+        workspace.crawl(
+            "emails",
+            "domains=" + ",".join([*good, "rejected.example"]),
+            settings={"DOWNLOAD_DELAY": 0},
+            **hunter_env(fake),
+        )
+    stored = records(workspace)
+    assert set(stored) == set(good)  # the rejected domain has no record
+    assert dead_letters(workspace) == ["hunter_bad_domain: http_422"]
+    stats = last_run(workspace)["stats"]
+    assert stats.get("emails/hunter/resent/rate_limited", 0) >= 1
+    assert stats["emails/hunter/resent/not_ready"] == 1
+    assert all("hunter" in _evidence(stored[d]) for d in good)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410])
+def test_a_retired_clearbit_is_reported_once_and_skipped(workspace, status):
+    with FakeClearbit(keys=["ck"], retired=status).serve() as fake:
+        env = {
+            "EMAILS_CLEARBIT_API_KEY": "ck",
+            "EMAILS_CLEARBIT_COMPANY_URL": fake.company_url,
+            "EMAILS_CLEARBIT_PERSON_URL": fake.person_url,
+        }
+        domains = [f"company{i}.example" for i in range(8)]
+        workspace.crawl("emails", "domains=" + ",".join(domains), **env)
+        # only those the downloader held when the first answer came (its 4 slots, and one being answered)
+        assert fake.requests["company"] <= 5
+    assert dead_letters(workspace) == [f"clearbit_retired: http_{status}"]
+    assert len(records(workspace)) == 8
+    assert last_run(workspace)["stats"]["emails/clearbit/retired"] == f"http_{status}"
+
+
+@pytest.mark.parametrize("schema", ["v2", "old"])
+def test_clearbit_names_the_people_behind_published_addresses(workspace, schema):
+    companies = {
+        "initrode.example": {
+            "name": "Initrode",
+            "addresses": ["ann.lee@initrode.example", "bo.chen@initrode.example", "sales@initrode.example"],
+        }
+    }
+    people = {
+        "ann.lee@initrode.example": {"given": "Ann", "family": "Lee"},
+        "bo.chen@initrode.example": {"given": "Bo", "family": "Chen"},
+    }
+    with FakeClearbit(keys=["ck"], companies=companies, people=people, schema=schema).serve() as fake:
+        env = {
+            "EMAILS_CLEARBIT_API_KEY": "ck",
+            "EMAILS_CLEARBIT_COMPANY_URL": fake.company_url,
+            "EMAILS_CLEARBIT_PERSON_URL": fake.person_url,
+        }
+        workspace.crawl("emails", "domains=initrode.example,unknown.example", **env)
+        assert set(fake.keys_seen) == {"ck"}
+    stored = records(workspace)
+    assert stored["initrode.example"]["organization"] == "Initrode"
+    if schema == "v2":  # the old schema lists no addresses: nobody to ask about
+        assert fake.requests["person"] == 2  # the role account is not asked about
+        assert stored["initrode.example"]["pattern"] == "{first}.{last}"
+        assert _evidence(stored["initrode.example"])["clearbit"]["count"] == 2
+    else:
+        assert fake.requests["person"] == 0 and stored["initrode.example"]["pattern"] is None
+    assert stored["unknown.example"]["evidence"] == []  # Clearbit's own not-found: no dead letter
+    assert dead_letters(workspace) == []
