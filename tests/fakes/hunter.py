@@ -12,7 +12,7 @@
 * every request is counted (``requests``), and the keys seen are kept (``keys_seen``) for the tests.
 
 The domains and their people come from :mod:`tests.fakes.email_people` (the pattern there is the one
-Hunter states), or are given; an unknown domain answers an empty ``emails`` list and ``pattern: null``.
+Hunter states), plus any given as ``extra``; an unknown domain answers an empty ``emails`` list and ``pattern: null``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes._server import ServerHandle, run_in_thread, run_standalone
-from tests.fakes.email_people import labelled_domains
+from tests.fakes.email_people import LabelledDomain, labelled_domains
 
 try:  # the fixture is optional: the standalone process must not need pytest
     import pytest
@@ -54,6 +54,7 @@ class FakeHunter:
         per_minute: int = 500,
         bad_domains: Sequence[str] = (),
         pending: dict[str, int] | None = None,
+        extra: Sequence[LabelledDomain] = (),
     ) -> None:
         self.keys = set(keys)
         self.credits = credits
@@ -61,7 +62,7 @@ class FakeHunter:
         self.per_minute = per_minute
         self.bad_domains = set(bad_domains)
         self.pending = dict(pending or {})
-        self.cases = {case.domain: case for case in labelled_domains(domains, seed)}
+        self.cases = {case.domain: case for case in [*labelled_domains(domains, seed), *extra]}
         self.requests: collections.Counter[str] = collections.Counter()
         self.keys_seen: list[str] = []
         self.spent = 0
