@@ -204,34 +204,27 @@ def render(template: str, name: Name, given: str, family: str) -> str:
     """The local part ``template`` gives for these forms of the name ('' when it needs a part the name
     lacks, e.g. a middle initial)."""
     middle = name.middle[0][:1] if name.middle else ""
-    if "{m}" in template and not middle:
+    if not middle and "{m}" in template:
         return ""
-    return (
-        template.replace("{first}", given)
-        .replace("{last}", family)
-        .replace("{f}", given[:1])
-        .replace("{l}", family[:1])
-        .replace("{m}", middle)
-    )
+    return template.format(first=given, last=family, f=given[:1], l=family[:1], m=middle)
 
 
 def match_templates(name: Name, local: str) -> tuple[str, ...]:
     """The templates under which ``name`` gives the local part ``local``: exact renderings first; failing
     those, renderings equal in :func:`skeleton`; empty when none does."""
-    exact: dict[str, None] = {}
-    loose: dict[str, None] = {}
-    local_skeleton = skeleton(local)
-    for given in name.givens():
-        for family in name.families():
-            for template in TEMPLATES:
-                rendered = render(template, name, given, family)
-                if not rendered:
-                    continue
-                if rendered == local:
-                    exact[template] = None
-                elif not exact and len(rendered) > 2 and skeleton(rendered) == local_skeleton:
-                    loose[template] = None
-    return tuple(exact or loose)
+    rendered = [
+        (template, render(template, name, given, family))
+        for given in name.givens()
+        for family in name.families()
+        for template in TEMPLATES
+    ]
+    exact = tuple(dict.fromkeys(template for template, text in rendered if text == local))
+    if exact:
+        return exact
+    wanted = skeleton(local)
+    return tuple(
+        dict.fromkeys(template for template, text in rendered if len(text) > 2 and skeleton(text) == wanted)
+    )
 
 
 def why_ignored(name: str | None, email: str) -> str | None:
@@ -289,19 +282,20 @@ def infer_patterns(
     domains: set[str] | None = None,
 ) -> Inference:
     """Evidence per domain from ``(name, email)`` pairs (any order, repeats welcome: each address counts
-    once, under the first of its names that matches a template, trying at most three names).
+    once, under the first of its names that matches a template, trying at most three distinct names).
 
     Memory is bounded by the distinct addresses kept: at most ``max_addresses_per_domain`` per domain
     (beyond that a domain's share is settled). ``domains``: only these domains."""
     evidence: dict[str, DomainEvidence] = {}
-    # address -> names tried so far without a match; 0 once settled (matched, ignored or given up)
-    tries: dict[str, int] = {}
+    settled: set[str] = set()  # addresses counted, ignored or given up: never looked at again
+    tried: dict[str, tuple[str | None, ...]] = {}  # the distinct names an unsettled address came with
     unmatched: set[str] = set()  # addresses one of whose full names matched no template
     ignored: dict[str, int] = {}
     count = 0
 
     def settle(email: str, domain: str, templates: tuple[str, ...] = ()) -> None:
-        tries[email] = 0
+        settled.add(email)
+        tried.pop(email, None)
         if not templates and email not in unmatched:
             return  # no full name ever: the address says nothing
         unmatched.discard(email)
@@ -313,16 +307,18 @@ def infer_patterns(
 
     for name, raw in pairs:
         count += 1
-        state = tries.get(raw)
-        if state == 0 or not raw:
+        if not raw or raw in settled:
             continue  # the common case: an address seen before, settled
+        names = tried.get(raw)
+        if names is not None and name in names:
+            continue  # this name was tried for this address
         local, _, domain = raw.strip().lower().rpartition("@")
         local = _LOCAL_CLEAN.sub("", local)
-        if state is None:
+        if names is None:
             reason = "other_domain" if domains is not None and domain not in domains else why_ignored(name, raw)
             if reason is not None:
                 ignored[reason] = ignored.get(reason, 0) + 1
-                tries[raw] = 0
+                settled.add(raw)
                 continue
         parsed = parse_name(name)
         matched = match_templates(parsed, local) if parsed is not None else ()
@@ -330,11 +326,11 @@ def infer_patterns(
             ignored["no_full_name"] = ignored.get("no_full_name", 0) + 1
         elif not matched:
             unmatched.add(raw)
-        attempts = (state or 0) + 1
-        if matched or attempts >= 3:
+        names = (*(names or ()), name)
+        if matched or len(names) >= 3:
             settle(raw, domain, matched)
         else:
-            tries[raw] = attempts
+            tried[raw] = names
     for raw in list(unmatched):
         settle(raw, raw.strip().lower().rpartition("@")[2])
     return Inference(domains=evidence, ignored=ignored, pairs=count)
