@@ -222,9 +222,7 @@ def match_templates(name: Name, local: str) -> tuple[str, ...]:
     if exact:
         return exact
     wanted = skeleton(local)
-    return tuple(
-        dict.fromkeys(template for template, text in rendered if len(text) > 2 and skeleton(text) == wanted)
-    )
+    return tuple(dict.fromkeys(template for template, text in rendered if len(text) > 2 and skeleton(text) == wanted))
 
 
 def why_ignored(name: str | None, email: str) -> str | None:
