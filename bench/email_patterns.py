@@ -17,6 +17,12 @@ precision and coverage by kind of case. Then the PASS/FAIL target: engine precis
 Throughput: ``--rows`` pairs drawn from a larger population (people commit many times), inferred in a
 child process (its own peak RSS, from ``os.wait4``), against a child that only reads the same rows
 (the floor: what producing the rows costs). Printed: rows/s and the ratio, peak RSS of each.
+
+Stored: ``--stored-rows`` such pairs written as Parquet batches of the namespace ``--namespace``
+(default ``github/commits``: any namespace whose records declare ``people_columns``) in a scratch
+storage folder, then read back through ``crawler.inputs.stored_people`` (DuckDB over the stored
+files, as ``scrapy crawl emails -a from=…`` reads them): inference over the stored rows vs reading them
+only, rows/s and peak RSS of each.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -116,6 +123,69 @@ def accuracy(domains: int, seed: int, threshold: float) -> bool:
     return passed
 
 
+def write_stored(folder: Path, namespace: str, rows: int, seed: int, batch: int = 100_000) -> None:
+    """``rows`` pairs as Parquet batches of ``namespace`` in the storage layout (columns the pairs do not
+    fill: placeholders for required ones, nulls for the rest)."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crawler.items import Record, arrow_schema
+    from tests.fakes.email_people import commit_rows
+
+    record_type = Record.registry[namespace]
+    schema = arrow_schema(record_type)
+    name_column, email_column = record_type.people_columns[0]
+    now = datetime.now(UTC)
+    day = folder / namespace / f"year={now:%Y}" / f"month={now:%m}" / f"day={now:%d}"
+    day.mkdir(parents=True, exist_ok=True)
+    pairs = commit_rows(rows, seed)
+    for number, start in enumerate(range(0, rows, batch)):
+        chunk = [next(pairs) for _ in range(min(batch, rows - start))]
+        columns = []
+        for field_ in schema:
+            if field_.name == name_column:
+                values: list = [name for name, _ in chunk]
+            elif field_.name == email_column:
+                values = [email for _, email in chunk]
+            elif field_.nullable:
+                values = [None] * len(chunk)
+            elif pa.types.is_timestamp(field_.type):
+                values = [now] * len(chunk)
+            elif pa.types.is_integer(field_.type):
+                values = [1] * len(chunk)
+            elif pa.types.is_boolean(field_.type):
+                values = [False] * len(chunk)
+            elif pa.types.is_list(field_.type):
+                values = [[]] * len(chunk)
+            else:
+                values = [f"{field_.name}-{start + i}" for i in range(len(chunk))]  # keys stay unique
+            columns.append(pa.array(values, type=field_.type))
+        table = pa.Table.from_arrays(columns, schema=schema)
+        pq.write_table(table, day / f"batch_{int(now.timestamp())}_{number:04d}.parquet")
+
+
+def stored_child(mode: str, folder: str, namespace: str) -> None:
+    """Run in a child process: read (or infer over) what ``folder`` stores of ``namespace``."""
+    from scrapy.settings import Settings
+
+    from crawler.inputs import stored_people
+
+    settings = Settings({"STORAGE_URI": folder})
+    started = time.perf_counter()
+    count = 0
+    if mode == "infer":
+        inference = infer_patterns(stored_people(settings, namespace))
+        count = inference.pairs
+        extra = f"domains={len(inference.domains)}"
+    else:
+        for _ in stored_people(settings, namespace):
+            count += 1
+        extra = "read-only"
+    print(f"{count} {time.perf_counter() - started:.3f} {extra}")
+
+
 def child(mode: str, rows: int, seed: int) -> None:
     """Run in a child process: read (or infer over) ``rows`` pairs, print rows and seconds."""
     from tests.fakes.email_people import commit_rows
@@ -133,10 +203,21 @@ def child(mode: str, rows: int, seed: int) -> None:
     print(f"{rows} {seconds:.3f} {extra}")
 
 
-def measure(mode: str, rows: int, seed: int) -> tuple[float, float, str]:
+def measure(mode: str, rows: int, seed: int, *more: str) -> tuple[float, float, str]:
     """(rows/s, peak RSS MiB, extra) of one child."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.email_patterns", "--child", mode, "--rows", str(rows), "--seed", str(seed)],
+        [
+            sys.executable,
+            "-m",
+            "bench.email_patterns",
+            "--child",
+            mode,
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+            *more,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -158,20 +239,41 @@ def throughput(rows: int, seed: int) -> None:
     print(f"  engine / floor: speed x{rate / floor_rate:.3f}, memory +{rss - floor_rss:,.0f} MiB")
 
 
+def stored_throughput(rows: int, seed: int, namespace: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        write_stored(Path(folder), namespace, rows, seed)
+        print(f"stored {rows:,} rows of {namespace} in {time.perf_counter() - started:.1f} s")
+        floor_rate, floor_rss, _ = measure("stored-read", rows, seed, "--folder", folder, "--namespace", namespace)
+        rate, rss, extra = measure("stored-infer", rows, seed, "--folder", folder, "--namespace", namespace)
+    print(f"inference over {rows:,} stored rows of {namespace} through crawler.inputs ({extra}):")
+    print(f"  engine: {rate:,.0f} rows/s, peak RSS {rss:,.0f} MiB")
+    print(f"  read-only floor: {floor_rate:,.0f} rows/s, peak RSS {floor_rss:,.0f} MiB")
+    print(f"  engine / floor: speed x{rate / floor_rate:.3f}, memory +{rss - floor_rss:,.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--threshold", type=float, default=0.6)
-    parser.add_argument("--child", choices=("read", "infer"))
+    parser.add_argument("--stored-rows", type=int, default=0)
+    parser.add_argument("--namespace", default="github/commits")
+    parser.add_argument("--child", choices=("read", "infer", "stored-read", "stored-infer"))
+    parser.add_argument("--folder")
     args = parser.parse_args()
-    if args.child:
+    if args.child in ("read", "infer"):
         child(args.child, args.rows, args.seed)
+        return
+    if args.child:
+        stored_child(args.child.removeprefix("stored-"), args.folder, args.namespace)
         return
     passed = accuracy(args.domains, args.seed, args.threshold)
     if args.rows:
         throughput(args.rows, args.seed)
+    if args.stored_rows:
+        stored_throughput(args.stored_rows, args.seed, args.namespace)
     sys.exit(0 if passed else 1)
 
 
