@@ -105,6 +105,10 @@ def test_skeleton_folds_transliteration_variants():
         ("Ann Lee", "support-leads@corp.example", "role"),
         ("Ann Lee", "ann@localhost", "invalid"),
         ("Ann Lee", "ann.lee@corp.example", None),
+        ("Nick Talbot", "nick.talbot@corp.example", None),
+        ("Dev Patel", "dev.patel@corp.example", None),
+        ("Ann Lee", "dev.tools@corp.example", "role"),
+        ("Deploy", "bot.deploy@corp.example", "bot"),
     ],
 )
 def test_pairs_that_say_nothing_of_a_company_are_dropped(name, email, reason):

@@ -137,7 +137,8 @@ ROLE_ACCOUNTS = frozenset(
         "webmaster",
     ]
 )
-_BOT_WORDS = re.compile(r"(?:\[bot\]|(?:^|[^a-z])bot(?:$|[^a-z])|-bot\b|bot$|automation|jenkins|buildkite)")
+# "bot" as a word of its own ("ci-bot", "bot.deploy", "dependabot[bot]"), never inside one ("Talbot")
+_BOT_WORDS = re.compile(r"\[bot\]|(?:^|[^a-z])bot(?:$|[^a-z])|automation|jenkins|buildkite|dependabot|renovate")
 _NOREPLY = re.compile(r"no-?reply|do-?not-?reply|mailer-daemon")
 _LOCAL_CLEAN = re.compile(r"\+.*$")
 _SEPARATORS = re.compile(r"[._-]")
@@ -236,8 +237,11 @@ def why_ignored(name: str | None, email: str) -> str | None:
         return "noreply"
     if _BOT_WORDS.search(local) or (name and _BOT_WORDS.search(name.lower())):
         return "bot"
-    if local in ROLE_ACCOUNTS or _SEPARATORS.split(local, maxsplit=1)[0] in ROLE_ACCOUNTS:
+    if local in ROLE_ACCOUNTS:
         return "role"
+    head = _SEPARATORS.split(local, maxsplit=1)[0]
+    if head in ROLE_ACCOUNTS and ((parsed := parse_name(name)) is None or parsed.given != head):
+        return "role"  # support-leads@, but not dev.patel@ for Dev Patel
     return None
 
 

@@ -72,5 +72,5 @@ SOURCE = Source(
         ),
         Setting("EMAILS_SAMPLE_LIMIT", "Sample addresses kept per record.", "int", 5, minimum=0),
     ),
-    downloader_middlewares={"crawler.spiders.emails.middleware.EmailsApiMiddleware": 600},
+    downloader_middlewares={"crawler.spiders.emails.middleware.EmailsApiMiddleware": 590},
 )
