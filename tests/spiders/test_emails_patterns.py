@@ -130,8 +130,13 @@ def test_each_address_counts_once_under_its_first_matching_name():
 
 
 def test_the_memory_cap_bounds_the_addresses_kept_per_domain():
-    pairs = [(f"Ann Lee{i}", f"ann.lee{i}@c.example") for i in range(50)]
-    assert infer_patterns(pairs, max_addresses_per_domain=10).domains["c.example"].addresses == 10
+    givens = [f"ann{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(50)]
+    pairs = [(f"{given} Lee", f"{given}.lee@c.example") for given in givens]
+    inference = infer_patterns(pairs + pairs, max_addresses_per_domain=10)
+    assert inference.domains["c.example"].addresses == 10
+    assert inference.ignored["domain_full"] == 80  # the 40 others, twice: they are not remembered
+    webmail = infer_patterns([("Ann Lee", "ann@gmail.com")] * 3 + [("Bo", "support@c.example")] * 2)
+    assert webmail.ignored == {"webmail": 3, "role": 1}  # a domain's reason per pair, an address's once
 
 
 def test_decide_abstains_on_thin_or_split_evidence_and_answers_on_agreement():

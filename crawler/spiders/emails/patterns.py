@@ -231,8 +231,11 @@ def why_ignored(name: str | None, email: str) -> str | None:
     local, _, domain = email.rpartition("@")
     if not local or not domain:
         return "invalid"
-    if kind := domain_kind(domain):
-        return kind
+    return domain_kind(domain) or _address_reason(name, local)
+
+
+def _address_reason(name: str | None, local: str) -> str | None:
+    """Why an address at a company's domain says nothing of its pattern (None: it may)."""
     if _NOREPLY.search(local):
         return "noreply"
     if _BOT_WORDS.search(local) or (name and _BOT_WORDS.search(name.lower())):
@@ -286,9 +289,14 @@ def infer_patterns(
     """Evidence per domain from ``(name, email)`` pairs (any order, repeats welcome: each address counts
     once, under the first of its names that matches a template, trying at most three distinct names).
 
-    Memory is bounded by the distinct addresses kept: at most ``max_addresses_per_domain`` per domain
-    (beyond that a domain's share is settled). ``domains``: only these domains."""
+    Memory is bounded by the domains and the addresses kept: only addresses at company domains, at most
+    ``max_addresses_per_domain`` per domain (beyond that a domain's shares are settled; further addresses
+    are counted as ``domain_full`` and forgotten). ``domains``: only these domains. ``ignored`` counts
+    what was dropped, by reason: a domain's reason (``webmail``, ``disposable``, ``noreply`` hosts,
+    ``invalid``, ``other_domain``, ``domain_full``) once per pair, an address's reason (``noreply``,
+    ``bot``, ``role``) once per address, ``no_full_name`` once per address and name."""
     evidence: dict[str, DomainEvidence] = {}
+    verdicts: dict[str, str | None] = {}  # domain -> why its addresses say nothing (None: a company's)
     settled: set[str] = set()  # addresses counted, ignored or given up: never looked at again
     tried: dict[str, tuple[str | None, ...]] = {}  # the distinct names an unsettled address came with
     unmatched: set[str] = set()  # addresses one of whose full names matched no template
@@ -311,17 +319,29 @@ def infer_patterns(
         count += 1
         if not raw or raw in settled:
             continue  # the common case: an address seen before, settled
+        local, _, domain = raw.strip().lower().rpartition("@")
+        verdict = verdicts.get(domain, "")
+        if verdict == "":
+            if not local or not domain:
+                verdict = "invalid"
+            elif domains is not None and domain not in domains:
+                verdict = "other_domain"
+            else:
+                verdict = domain_kind(domain)
+            verdicts[domain] = verdict
+        if verdict is None and (found := evidence.get(domain)) and found.addresses >= max_addresses_per_domain:
+            verdict = "domain_full"
+        if verdict is not None:
+            ignored[verdict] = ignored.get(verdict, 0) + 1  # not remembered: a domain's verdict is
+            continue
         names = tried.get(raw)
         if names is not None and name in names:
             continue  # this name was tried for this address
-        local, _, domain = raw.strip().lower().rpartition("@")
         local = _LOCAL_CLEAN.sub("", local)
-        if names is None:
-            reason = "other_domain" if domains is not None and domain not in domains else why_ignored(name, raw)
-            if reason is not None:
-                ignored[reason] = ignored.get(reason, 0) + 1
-                settled.add(raw)
-                continue
+        if names is None and (reason := _address_reason(name, local)) is not None:
+            ignored[reason] = ignored.get(reason, 0) + 1
+            settled.add(raw)
+            continue
         parsed = parse_name(name)
         matched = match_templates(parsed, local) if parsed is not None else ()
         if parsed is None:
