@@ -176,3 +176,11 @@ def test_clearbit_names_the_people_behind_published_addresses(workspace, schema)
         assert fake.requests["person"] == 0 and stored["initrode.example"]["pattern"] is None
     assert stored["unknown.example"]["evidence"] == []  # Clearbit's own not-found: no dead letter
     assert dead_letters(workspace) == []
+
+
+def test_a_key_without_its_endpoint_is_a_clear_error(workspace):
+    result = workspace.crawl("emails", "domains=c.example", check=False, EMAILS_HUNTER_API_KEY=KEY)
+    assert result.returncode != 0 and "set EMAILS_HUNTER_API_URL too" in result.stderr
+    assert KEY not in result.stderr + result.stdout
+    result = workspace.crawl("emails", check=False)
+    assert result.returncode != 0 and "give -a domains=" in result.stderr

@@ -85,7 +85,7 @@ class EmailsSpider(SourceSpider):
         read from ``kwargs``): a source or namespace whose stored people or domains to use."""
         selector = kwargs.pop("from", None)
         super().__init__(**kwargs)
-        names = [d for d in (domains or "").split(",")]
+        names = (domains or "").split(",")
         if domains_file:
             names += Path(domains_file).read_text().splitlines()
         self.domains = list(dict.fromkeys(d.strip().lower().lstrip("@").rstrip(".") for d in names if d.strip()))
@@ -94,7 +94,11 @@ class EmailsSpider(SourceSpider):
             record_types(selector)  # a UsageError now for a name that is no source or namespace
         if not self.domains and selector is None:
             raise UsageError("emails: give -a domains=example.com,… (or domains_file=…), or -a from=<source>")
+        #: Hunter's API base when a key is set (else no Hunter look-ups), and the run's credit budget
+        self.hunter_api: str | None = None
         self.hunter_budget = HunterBudget(0)
+        self.clearbit_on = False
+        #: why Clearbit was found retired (``http_410``), once it was
         self.clearbit_retired: str | None = None
 
     @classmethod
