@@ -98,6 +98,7 @@ class FakeHunter:
                     "first_name": first,
                     "last_name": last,
                     "position": None,
+                    "position_raw": None,
                     "seniority": None,
                     "department": None,
                     "linkedin": None,

@@ -83,3 +83,24 @@ def test_clearbit_lookups_alive_and_retired():
     with FakeClearbit(retired=410).serve() as fake:
         status, doc = get(fake.company_url + "?domain=c.example")
         assert status == 410 and "retired" in doc["html"]
+
+
+def test_the_fake_answers_in_the_recorded_shape():
+    from pathlib import Path
+
+    import pytest
+
+    sample = Path(__file__).resolve().parents[3] / "shared" / "samples" / "hunter"
+    sample = sample / "hunterio_chatgpt-mcp_domain-search-fresh.json"
+    if not sample.exists():
+        pytest.skip("../shared/samples is not here")
+    real = json.loads(sample.read_text())
+    with FakeHunter(keys=["k"], domains=3).serve() as fake:
+        domain = max(fake.cases, key=lambda d: len(fake.people(d)))
+        _, doc = search(fake, domain=domain)
+    assert set(doc) == set(real) - {"_comment"}
+    assert set(doc["data"]) == set(real["data"]) and set(doc["meta"]) == set(real["meta"])
+    real_email, fake_email = real["data"]["emails"][0], doc["data"]["emails"][0]
+    assert set(fake_email) == set(real_email)
+    assert set(fake_email["verification"]) == set(real_email["verification"])
+    assert set(fake_email["sources"][0]) == set(real_email["sources"][0])
