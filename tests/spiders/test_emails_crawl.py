@@ -67,7 +67,9 @@ def test_a_second_run_within_24_hours_asks_nothing(workspace):
         asked = fake.requests["domain-search"]
         workspace.crawl("emails", f"domains={domains}", **hunter_env(fake))
         assert fake.requests["domain-search"] == asked
-    assert last_run(workspace)["stats"]["emails/fresh_skipped"] == 3
+        assert last_run(workspace)["stats"]["emails/fresh_skipped"] == 3
+        workspace.crawl("emails", f"domains={domains}", "refresh=true", **hunter_env(fake))
+        assert fake.requests["domain-search"] == 2 * asked  # asked for: computed again
 
 
 def test_the_credit_budget_is_never_exceeded_and_every_domain_still_gets_its_record(workspace):

@@ -1,4 +1,4 @@
-"""The email-pattern source's middleware: where the keys go, and Hunter's budget."""
+"""The email-pattern source's middleware (where the keys go, Hunter's budget) and its replay of dead letters."""
 
 from __future__ import annotations
 
@@ -98,3 +98,16 @@ def test_a_retired_clearbit_sends_nothing_more():
     mw.crawler.spider.clearbit_retired = "http_410"
     with pytest.raises(NotSent):
         send(mw, SETTINGS["EMAILS_CLEARBIT_COMPANY_URL"] + "?domain=c.example", CLEARBIT)
+
+
+def test_dead_letters_replay_as_domains_computed_again():
+    from crawler.spiders.emails.spider import EmailsSpider
+
+    rows = [
+        {"id": 1, "reason": "hunter_rate_limited: http_403", "url": HUNTER_URL + "v2/domain-search?domain=A.example"},
+        {"id": 2, "reason": "hunter_bad_domain: http_422", "url": HUNTER_URL + "v2/domain-search?domain=b.example"},
+        {"id": 3, "reason": "http_500", "url": "http://127.0.0.3:82/v2/people/find?email=x%40c.example"},
+        {"id": 4, "reason": "invalid_answer", "url": None},
+    ]
+    assert EmailsSpider.replay_arguments(rows) == ({"domains": "a.example,c.example", "refresh": "true"}, [1, 3])
+    assert EmailsSpider.replay_arguments(rows[1:2]) == ({}, [])

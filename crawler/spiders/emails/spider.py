@@ -3,6 +3,7 @@
 Arguments (``scrapy crawl emails -a …``, combinable):
 
 * ``domains=example.com,…`` and/or ``domains_file=…`` (one domain per line): the domains to compute;
+* ``refresh=true``: compute them even if they were computed within the freshness TTL (24 h);
 * ``from=<source or namespace>``: read what that source stored (:mod:`crawler.inputs`). When its records
   name people (name and address columns: commits, profiles, maintainers), their addresses are the
   inference's evidence, and every domain with at least ``EMAILS_MIN_ADDRESSES`` named addresses is
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import scrapy
 from scrapy import signals
@@ -80,11 +81,19 @@ class EmailsSpider(SourceSpider):
     # every domain asked for was computed within the TTL: a run may rightly store nothing
     monitor_min_items = 0
 
-    def __init__(self, domains: str | None = None, domains_file: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        domains: str | None = None,
+        domains_file: str | None = None,
+        refresh: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         """``domains``: comma-separated; ``domains_file``: one per line; ``from`` (a keyword in Python, so
-        read from ``kwargs``): a source or namespace whose stored people or domains to use."""
+        read from ``kwargs``): a source or namespace whose stored people or domains to use; ``refresh=true``:
+        compute the domains even when they were computed within the freshness TTL."""
         selector = kwargs.pop("from", None)
         super().__init__(**kwargs)
+        self.refresh = (refresh or "").strip().lower() in ("1", "true", "yes")
         names = (domains or "").split(",")
         if domains_file:
             names += Path(domains_file).read_text().splitlines()
@@ -131,6 +140,25 @@ class EmailsSpider(SourceSpider):
             lookup = Lookup(domain, stored.get(domain))
             for output in self.advance(lookup):
                 yield output
+
+    async def not_fresh(self, names: list[str]) -> list[str]:
+        return names if self.refresh else await super().not_fresh(names)
+
+    @classmethod
+    def replay_arguments(cls, failed: list[dict[str, Any]]) -> tuple[dict[str, str], list[int]]:
+        """The domains of these dead letters (from the ``domain=`` or ``email=`` of their URL), computed again
+        whatever the freshness TTL says; a domain Hunter refused (400/422) is not retried."""
+        domains: dict[str, None] = {}
+        ids = []
+        for row in failed:
+            if str(row.get("reason") or "").startswith("hunter_bad_domain"):
+                continue
+            query = parse_qs(urlsplit(row.get("url") or "").query)
+            domain = (query.get("domain") or [""])[0] or (query.get("email") or ["@"])[0].rpartition("@")[2]
+            if domain:
+                domains[domain.lower()] = None
+                ids.append(row["id"])
+        return ({"domains": ",".join(domains), "refresh": "true"} if domains else {}), ids
 
     def read_stored(self, selector: str, only: set[str] | None) -> tuple[dict[str, DomainEvidence], list[str]]:
         """The evidence in what ``selector`` stored, and the domains it proposes (see the module doc)."""
