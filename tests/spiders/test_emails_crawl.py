@@ -186,3 +186,17 @@ def test_a_key_without_its_endpoint_is_a_clear_error(workspace):
     assert KEY not in result.stderr + result.stdout
     result = workspace.crawl("emails", check=False)
     assert result.returncode != 0 and "give -a domains=" in result.stderr
+
+
+def test_webmail_and_disposable_domains_are_flagged_without_a_look_up(workspace):
+    with FakeHunter(keys=[KEY], domains=2).serve() as fake:
+        workspace.crawl(
+            "emails", "domains=gmail.com,mailinator.com,users.noreply.git.example,nodot", **hunter_env(fake)
+        )
+        assert fake.requests["domain-search"] == 0
+    stored = records(workspace)
+    assert set(stored) == {"gmail.com", "mailinator.com"}
+    assert stored["gmail.com"]["webmail"] is True and stored["gmail.com"]["pattern"] is None
+    assert stored["mailinator.com"]["disposable"] is True
+    stats = last_run(workspace)["stats"]
+    assert stats["emails/skipped_domains/noreply"] == 1 and stats["emails/skipped_domains/invalid"] == 1

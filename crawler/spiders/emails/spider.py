@@ -136,6 +136,13 @@ class EmailsSpider(SourceSpider):
         domains = [d for d in domains if self.acceptable(d)]
         self.crawler.stats.set_value("emails/domains_asked", len(domains))
         for domain in await self.not_fresh(domains):
+            kind = domain_kind(domain)
+            if kind is not None:  # webmail or disposable: the record says so; no look-up spends a credit
+                self.crawler.stats.inc_value(f"emails/records/{kind}")
+                yield EmailPattern(
+                    domain=domain, webmail=kind == "webmail", disposable=kind == "disposable", computed_at=_now()
+                )
+                continue
             await self.room_in_scheduler()
             lookup = Lookup(domain, stored.get(domain))
             for output in self.advance(lookup):
@@ -179,11 +186,13 @@ class EmailsSpider(SourceSpider):
             raise UsageError(f"emails: from={selector}: its records name neither people nor domains") from None
 
     def acceptable(self, domain: str) -> bool:
-        """Not a webmail, disposable, noreply or malformed domain (counted when one is dropped)."""
+        """Not a noreply host or a malformed domain (counted, and a warning, when one is dropped)."""
         kind = domain_kind(domain)
-        if kind is not None:
+        if kind in ("noreply", "invalid"):
             self.crawler.stats.inc_value(f"emails/skipped_domains/{kind}")
-        return kind is None
+            self.logger.warning("emails: %r is no company domain (%s): skipped", domain[:200], kind)
+            return False
+        return True
 
     # -- the way of one domain --------------------------------------------------------------------
 
@@ -434,7 +443,7 @@ class EmailsSpider(SourceSpider):
             else (lookup.company.webmail if lookup.company else None),
             disposable=found.disposable if found else None,
             accept_all=found.accept_all if found else None,
-            computed_at=datetime.now(UTC),
+            computed_at=_now(),
         )
 
     # -- the run's end ----------------------------------------------------------------------------
@@ -450,3 +459,7 @@ class EmailsSpider(SourceSpider):
         stats.set_value("emails/hunter/spent", self.hunter_budget.sent)
         if self.clearbit_retired:
             stats.set_value("emails/clearbit/retired", self.clearbit_retired)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
