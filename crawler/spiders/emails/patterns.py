@@ -142,6 +142,7 @@ _BOT_WORDS = re.compile(r"\[bot\]|(?:^|[^a-z])bot(?:$|[^a-z])|automation|jenkins
 _NOREPLY = re.compile(r"no-?reply|do-?not-?reply|mailer-daemon")
 _LOCAL_CLEAN = re.compile(r"\+.*$")
 _SEPARATORS = re.compile(r"[._-]")
+_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$")  # a host name label (letters of any script: IDNs)
 
 #: skeleton rewrites: spellings that transliterations and local customs swap (ü -> ue / u, й -> y / i)
 _SKELETON_RULES = (
@@ -182,7 +183,12 @@ def domain_kind(domain: str) -> str | None:
     if domain in webmail:
         return "webmail"
     labels = domain.split(".")
-    if len(labels) < 2 or not all(labels) or labels[-1].isdigit() or labels[-1] in ("local", "localdomain"):
+    if (
+        len(labels) < 2
+        or not all(_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+        or labels[-1] in ("local", "localdomain")
+    ):
         return "invalid"
     if any(_NOREPLY.search(label) for label in labels):
         return "noreply"
