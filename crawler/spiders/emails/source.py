@@ -1,7 +1,7 @@
 """The email-pattern source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Setting, Source
+from crawler.sources import Argument, Setting, Source
 from crawler.spiders.emails.records import EmailPattern
 
 DAY = 24 * 3600.0
@@ -18,6 +18,20 @@ SOURCE = Source(
         retry_http_codes=(429, 500, 502, 503, 504),  # Hunter's 429 (plan used up) is never retried: see middleware
         max_response_bytes=10 * 1024 * 1024,
         freshness_ttl=DAY,  # the design's 24 h cache: a domain computed within a day is not looked up again
+    ),
+    arguments=(
+        Argument("domains", "Company domains to compute (comma-separated).", "list"),
+        Argument("domains_file", "A file of company domains, one per line.", "file"),
+        Argument(
+            "from",
+            "A source or namespace whose stored records name people (their addresses are the evidence, and "
+            "their domains with enough of it are computed) or domains (those are computed).",
+        ),
+        Argument(
+            "refresh",
+            "`true`: compute the domains even if computed within the freshness TTL (24 h).",
+            choices=("true", "false"),
+        ),
     ),
     settings=(
         Setting("EMAILS_HUNTER_API_URL", "Hunter's API base, the URL that serves `v2/domain-search`.", type="url"),

@@ -334,7 +334,7 @@ class EmailsSpider(SourceSpider):
         self.crawler.stats.inc_value("emails/clearbit/retired_answers")
         if self.clearbit_retired is None:
             self.clearbit_retired = f"http_{status}"
-            self.logger.error("clearbit: the endpoint answered %d: treated as retired, skipped for this run", status)
+            self.logger.warning("clearbit: the endpoint answered %d: treated as retired, skipped for this run", status)
             self.dead_letter(f"clearbit_retired: http_{status}", response=response, payload=response.body)
         else:
             self.crawler.stats.inc_value("emails/clearbit/retired_answers_after_report")
