@@ -215,3 +215,12 @@ def test_webmail_and_disposable_domains_are_flagged_without_a_look_up(workspace)
     assert stored["mailinator.com"]["disposable"] is True
     stats = last_run(workspace)["stats"]
     assert stats["emails/skipped_domains/noreply"] == 1 and stats["emails/skipped_domains/invalid"] == 1
+
+
+def test_shards_split_the_domains(workspace):
+    domains = [f"company{i}.example" for i in range(12)]
+    asked = []
+    for shard in ("0/2", "1/2"):
+        workspace.crawl("emails", "domains=" + ",".join(domains), f"shard={shard}")
+        asked.append(last_run(workspace)["stats"]["emails/domains_asked"])
+    assert set(records(workspace)) == set(domains) and sum(asked) == 12 and 0 < asked[0] < 12

@@ -28,6 +28,7 @@ Hunter's answers: 400/422 (not a domain it accepts) are dead letters and the dom
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +135,9 @@ class EmailsSpider(SourceSpider):
             stored, found = await asyncio.to_thread(self.read_stored, self.selector, set(domains) or None)
             domains = domains or found
         domains = [d for d in domains if self.acceptable(d)]
+        if self.shard is not None:  # -a shard=i/n: this process computes the domains of shard i of n
+            index, count = self.shard
+            domains = [d for d in domains if zlib.crc32(d.encode()) % count == index]
         self.crawler.stats.set_value("emails/domains_asked", len(domains))
         for domain in await self.not_fresh(domains):
             kind = domain_kind(domain)
