@@ -137,3 +137,13 @@ def test_no_secret_in_logs_stored_objects_or_the_metadata_db(crawled_github):
             dump = json.dumps(db.execute(f'SELECT * FROM "{table}"').fetchall(), default=str)
             assert not [s for s in secrets if s in dump], table
         assert db.execute("SELECT count(*) FROM failed_messages WHERE source = 'emails'").fetchone()[0] >= 1
+
+
+def test_from_another_source_with_people_columns(workspace, npm_env, fake_npm):
+    """Any source whose records declare (name, address) columns can be read. The npm fake's authors write
+    handles as addresses (`t-0@example.com`), which follow no template: no domain has the evidence."""
+    workspace.crawl("npm", "packages=" + ",".join(list(fake_npm.package_names())[:10]), **npm_env)
+    workspace.crawl("emails", "from=npm")
+    stats = workspace.meta().last_runs("emails", limit=1)[0]["stats"]
+    assert stats["emails/stored/pairs"] >= 1
+    assert stats.get("emails/domains_asked", 0) == 0  # no domain with two named addresses
