@@ -32,6 +32,9 @@ class SourcePolicy:
     download_timeout: float = 60.0
     #: seconds: a named key stored this recently is not fetched again (the design's KV caches); 0: always fetch
     freshness_ttl: float = 0.0
+    #: obey the site's robots.txt (a source of web pages, not an API); the source also enables Scrapy's
+    #: RobotsTxtMiddleware among its own ``downloader_middlewares`` (the project disables it for APIs)
+    robots_txt: bool = False
 
     def scrapy_settings(self) -> dict[str, Any]:
         """The Scrapy settings this policy stands for (spider priority)."""
@@ -51,4 +54,5 @@ class SourcePolicy:
             "DOWNLOAD_TIMEOUT": self.download_timeout,
             "PROXIES_SETTING": self.proxies_setting,
             "FRESHNESS_TTL_SECONDS": self.freshness_ttl,
+            "ROBOTSTXT_OBEY": self.robots_txt,
         }
