@@ -41,6 +41,8 @@ NOT_THE_SOURCE = {
     ("crawler/items/fields.py", "github"),
     # a project_urls label ("GitHub") that names a repository link
     ("crawler/spiders/pypi/records.py", "github"),
+    # a local variable holding a commit's author and committer addresses (better renamed: `addresses`)
+    ("crawler/spiders/github/spider.py", "emails"),
 }
 
 
