@@ -41,8 +41,6 @@ NOT_THE_SOURCE = {
     ("crawler/items/fields.py", "github"),
     # a project_urls label ("GitHub") that names a repository link
     ("crawler/spiders/pypi/records.py", "github"),
-    # a local variable holding a commit's author and committer addresses (better renamed: `addresses`)
-    ("crawler/spiders/github/spider.py", "emails"),
 }
 
 
@@ -82,7 +80,11 @@ def test_every_source_declares_sane_policy_settings_and_records(name):
     assert 0 < policy.retry_after_max < policy.request_deadline <= 3600, "a capped Retry-After must fit the deadline"
     names = [setting.name for setting in source.settings]
     assert len(names) == len(set(names))
-    assert all(n.startswith(name.upper() + "_") for n in names), "a source's settings carry its prefix"
+    assert all(n.startswith(source.setting_prefixes) for n in names), "a source's settings carry its prefixes"
+    assert source.setting_prefixes[0] == name.upper() + "_"
+    for other in SOURCES.values():
+        if other is not source:  # no setting name could belong to two sources
+            assert not any(p.startswith(source.setting_prefixes) for p in other.setting_prefixes)
     if policy.proxies_setting is not None:
         assert policy.proxies_setting in names
     for setting in source.settings:

@@ -14,7 +14,7 @@ KEY = "hk-secret-never-to-be-seen"
 
 
 def hunter_env(fake: FakeHunter, **more: str) -> dict[str, str]:
-    return {"EMAILS_HUNTER_API_URL": fake.url, "EMAILS_HUNTER_API_KEY": KEY, **more}
+    return {"HUNTER_API_URL": fake.url, "HUNTER_API_KEY": KEY, **more}
 
 
 def crawl_failing_monitors(workspace, *arguments: str, **kw):
@@ -46,9 +46,7 @@ def _evidence(row: dict) -> dict[str, dict]:
 def test_hunter_pages_through_each_domain_and_states_its_pattern(workspace):
     with FakeHunter(keys=[KEY], domains=12, seed=3).serve() as fake:
         domains = [d for d, case in fake.cases.items() if len(fake.people(d)) >= 6][:3]
-        workspace.crawl(
-            "emails", "domains=" + ",".join(domains), settings={"EMAILS_HUNTER_PAGE_SIZE": 5}, **hunter_env(fake)
-        )
+        workspace.crawl("emails", "domains=" + ",".join(domains), settings={"HUNTER_PAGE_SIZE": 5}, **hunter_env(fake))
         pages = [-(-len(fake.people(d)) // 5) for d in domains]
         assert fake.requests["domain-search"] == sum(min(p, 3) for p in pages)  # every page, at most 3 a domain
         assert any(p > 1 for p in pages)  # paging was needed
@@ -85,7 +83,7 @@ def test_the_credit_budget_is_never_exceeded_and_every_domain_still_gets_its_rec
     with FakeHunter(keys=[KEY], domains=8).serve() as fake:
         domains = list(fake.cases)[:6]
         workspace.crawl(
-            "emails", "domains=" + ",".join(domains), settings={"EMAILS_HUNTER_MAX_REQUESTS": 3}, **hunter_env(fake)
+            "emails", "domains=" + ",".join(domains), settings={"HUNTER_MAX_REQUESTS": 3}, **hunter_env(fake)
         )
         assert fake.requests["domain-search"] == 3
     stored = records(workspace)
@@ -134,7 +132,7 @@ def test_bad_domains_are_dead_letters_and_rate_limits_are_waited_out(workspace):
             workspace,
             "domains=" + ",".join([*good, "rejected.example"]),
             # four at a time against 2 a second: re-sends collide, so allow a few more of them
-            settings={"DOWNLOAD_DELAY": 0, "EMAILS_HUNTER_RATE_LIMIT_RETRIES": 8},
+            settings={"DOWNLOAD_DELAY": 0, "HUNTER_RATE_LIMIT_RETRIES": 8},
             **hunter_env(fake),
         )
     stored = records(workspace)
@@ -150,9 +148,9 @@ def test_bad_domains_are_dead_letters_and_rate_limits_are_waited_out(workspace):
 def test_a_retired_clearbit_is_reported_once_and_skipped(workspace, status):
     with FakeClearbit(keys=["ck"], retired=status).serve() as fake:
         env = {
-            "EMAILS_CLEARBIT_API_KEY": "ck",
-            "EMAILS_CLEARBIT_COMPANY_URL": fake.company_url,
-            "EMAILS_CLEARBIT_PERSON_URL": fake.person_url,
+            "CLEARBIT_API_KEY": "ck",
+            "CLEARBIT_COMPANY_URL": fake.company_url,
+            "CLEARBIT_PERSON_URL": fake.person_url,
         }
         domains = [f"company{i}.example" for i in range(25)]
         # it degrades cleanly: one dead letter in 26 outcomes stays under the monitors' 5 %, exit status 0
@@ -179,9 +177,9 @@ def test_clearbit_names_the_people_behind_published_addresses(workspace, schema)
     }
     with FakeClearbit(keys=["ck"], companies=companies, people=people, schema=schema).serve() as fake:
         env = {
-            "EMAILS_CLEARBIT_API_KEY": "ck",
-            "EMAILS_CLEARBIT_COMPANY_URL": fake.company_url,
-            "EMAILS_CLEARBIT_PERSON_URL": fake.person_url,
+            "CLEARBIT_API_KEY": "ck",
+            "CLEARBIT_COMPANY_URL": fake.company_url,
+            "CLEARBIT_PERSON_URL": fake.person_url,
         }
         workspace.crawl("emails", "domains=initrode.example,unknown.example", **env)
         assert set(fake.keys_seen) == {"ck"}
@@ -198,8 +196,8 @@ def test_clearbit_names_the_people_behind_published_addresses(workspace, schema)
 
 
 def test_a_key_without_its_endpoint_is_a_clear_error(workspace):
-    result = workspace.crawl("emails", "domains=c.example", check=False, EMAILS_HUNTER_API_KEY=KEY)
-    assert result.returncode != 0 and "set EMAILS_HUNTER_API_URL too" in result.stderr
+    result = workspace.crawl("emails", "domains=c.example", check=False, HUNTER_API_KEY=KEY)
+    assert result.returncode != 0 and "set HUNTER_API_URL too" in result.stderr
     assert KEY not in result.stderr + result.stdout
     result = workspace.crawl("emails", check=False)
     assert result.returncode != 0 and "give -a domains=" in result.stderr

@@ -67,8 +67,8 @@ def test_from_stored_commits_offline_then_with_hunter(crawled_github):
             "from=github",
             "domains=corp.example",
             settings={"FRESHNESS_TTL_SECONDS": 0},
-            EMAILS_HUNTER_API_URL=hunter.url,
-            EMAILS_HUNTER_API_KEY=HUNTER_KEY,
+            HUNTER_API_URL=hunter.url,
+            HUNTER_API_KEY=HUNTER_KEY,
         )
         assert hunter.requests["domain-search"] == 1
     row = workspace.query("SELECT * FROM email_patterns WHERE domain = 'corp.example'")[0]
@@ -101,11 +101,11 @@ def test_no_secret_in_logs_stored_objects_or_the_metadata_db(crawled_github):
         FakeClearbit(keys=[CLEARBIT_KEY], companies=companies, people=people).serve() as clearbit,
     ):
         env = {
-            "EMAILS_HUNTER_API_URL": hunter.url,
-            "EMAILS_HUNTER_API_KEY": HUNTER_KEY,
-            "EMAILS_CLEARBIT_API_KEY": CLEARBIT_KEY,
-            "EMAILS_CLEARBIT_COMPANY_URL": clearbit.company_url,
-            "EMAILS_CLEARBIT_PERSON_URL": clearbit.person_url,
+            "HUNTER_API_URL": hunter.url,
+            "HUNTER_API_KEY": HUNTER_KEY,
+            "CLEARBIT_API_KEY": CLEARBIT_KEY,
+            "CLEARBIT_COMPANY_URL": clearbit.company_url,
+            "CLEARBIT_PERSON_URL": clearbit.person_url,
         }
         domains = ",".join([*hunter.cases, "corp.example", "bad domain"])
         # the key also on the command line (a setting), and every log line kept
@@ -113,7 +113,7 @@ def test_no_secret_in_logs_stored_objects_or_the_metadata_db(crawled_github):
             "emails",
             "from=github",
             f"domains={domains}",
-            settings={"LOG_LEVEL": "DEBUG", "EMAILS_HUNTER_API_KEY": HUNTER_KEY},
+            settings={"LOG_LEVEL": "DEBUG", "HUNTER_API_KEY": HUNTER_KEY},
             check=False,
             **env,
         )

@@ -15,12 +15,12 @@ from crawler.spiders.emails.middleware import API_META, CLEARBIT, HUNTER, Emails
 
 HUNTER_URL = "http://127.0.0.1:8768/"
 SETTINGS = {
-    "EMAILS_HUNTER_API_URL": HUNTER_URL,
-    "EMAILS_HUNTER_API_KEY": "hk",
-    "EMAILS_CLEARBIT_API_KEY": "ck",
-    "EMAILS_CLEARBIT_COMPANY_URL": "http://127.0.0.2:81/v2/companies/find",
-    "EMAILS_CLEARBIT_PERSON_URL": "http://127.0.0.3:82/v2/people/find",
-    "EMAILS_HUNTER_RATE_LIMIT_RETRIES": 2,
+    "HUNTER_API_URL": HUNTER_URL,
+    "HUNTER_API_KEY": "hk",
+    "CLEARBIT_API_KEY": "ck",
+    "CLEARBIT_COMPANY_URL": "http://127.0.0.2:81/v2/companies/find",
+    "CLEARBIT_PERSON_URL": "http://127.0.0.3:82/v2/people/find",
+    "HUNTER_RATE_LIMIT_RETRIES": 2,
 }
 
 
@@ -42,7 +42,7 @@ def test_each_key_goes_only_to_its_own_api_as_a_header():
     hunter = send(mw, HUNTER_URL + "v2/domain-search?domain=c.example", HUNTER)
     assert hunter.headers[b"X-API-KEY"] == b"hk" and b"Authorization" not in hunter.headers
     assert hunter.meta[CREDENTIAL_HEADERS_META] == ["X-API-KEY"] and "hk" not in hunter.url
-    for url in (SETTINGS["EMAILS_CLEARBIT_COMPANY_URL"], SETTINGS["EMAILS_CLEARBIT_PERSON_URL"]):
+    for url in (SETTINGS["CLEARBIT_COMPANY_URL"], SETTINGS["CLEARBIT_PERSON_URL"]):
         clearbit = send(mw, url + "?domain=c.example", CLEARBIT)
         assert clearbit.headers[b"Authorization"] == b"Bearer ck" and b"X-API-KEY" not in clearbit.headers
     elsewhere = send(mw, "http://127.0.0.9/v2/domain-search", HUNTER)  # e.g. after a redirect
@@ -97,7 +97,7 @@ def test_a_retired_clearbit_sends_nothing_more():
     mw = middleware()
     mw.crawler.spider.clearbit_retired = "http_410"
     with pytest.raises(NotSent):
-        send(mw, SETTINGS["EMAILS_CLEARBIT_COMPANY_URL"] + "?domain=c.example", CLEARBIT)
+        send(mw, SETTINGS["CLEARBIT_COMPANY_URL"] + "?domain=c.example", CLEARBIT)
 
 
 def test_dead_letters_replay_as_domains_computed_again():

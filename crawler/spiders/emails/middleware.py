@@ -6,10 +6,10 @@ only when the request goes to that API's configured origin, the key is added as 
 keeps it; the key is never in a URL, a log line or a stat.
 
 Hunter's credits: every request sent to Hunter — first pages, next pages, re-sends — is counted
-against ``EMAILS_HUNTER_MAX_REQUESTS`` *before* it is sent; the one that would exceed it is not sent
+against ``HUNTER_MAX_REQUESTS`` *before* it is sent; the one that would exceed it is not sent
 (``IgnoreRequest``), so the budget is never exceeded. Hunter's answers: 403 (rate limit: 15/s,
 500/min) and 202 (not ready yet) are sent again after a back-off, up to
-``EMAILS_HUNTER_RATE_LIMIT_RETRIES`` times; 429 (the plan's usage is spent) stops all further Hunter
+``HUNTER_RATE_LIMIT_RETRIES`` times; 429 (the plan's usage is spent) stops all further Hunter
 requests of the run and is never retried; 401 (bad key) likewise.
 """
 
@@ -84,15 +84,15 @@ class EmailsApiMiddleware:
     def from_crawler(cls, crawler: Crawler) -> EmailsApiMiddleware:
         settings = crawler.settings
         keys: dict[str, ApiKey] = {}
-        hunter_key, hunter_url = settings.get("EMAILS_HUNTER_API_KEY"), settings.get("EMAILS_HUNTER_API_URL")
+        hunter_key, hunter_url = settings.get("HUNTER_API_KEY"), settings.get("HUNTER_API_URL")
         if hunter_key and hunter_url:
             keys[HUNTER] = ApiKey("X-API-KEY", hunter_key, frozenset({origin(hunter_url)}))
-        clearbit_key = settings.get("EMAILS_CLEARBIT_API_KEY")
-        urls = [settings.get("EMAILS_CLEARBIT_COMPANY_URL"), settings.get("EMAILS_CLEARBIT_PERSON_URL")]
+        clearbit_key = settings.get("CLEARBIT_API_KEY")
+        urls = [settings.get("CLEARBIT_COMPANY_URL"), settings.get("CLEARBIT_PERSON_URL")]
         if clearbit_key and any(urls):
             origins = frozenset(origin(url) for url in urls if url)
             keys[CLEARBIT] = ApiKey("Authorization", f"Bearer {clearbit_key}", origins)
-        return cls(crawler, keys, settings.getint("EMAILS_HUNTER_RATE_LIMIT_RETRIES", 3))
+        return cls(crawler, keys, settings.getint("HUNTER_RATE_LIMIT_RETRIES", 3))
 
     @property
     def budget(self) -> HunterBudget | None:

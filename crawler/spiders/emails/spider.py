@@ -11,9 +11,9 @@ Arguments (``scrapy crawl emails -a …``, combinable):
   those domains are computed.
 
 Per domain, in order: the inference from stored data (no network), then Hunter's domain search
-(``EMAILS_HUNTER_API_KEY`` set; pages until Hunter has no more or ``EMAILS_HUNTER_MAX_PAGES``), then
+(``HUNTER_API_KEY`` set; pages until Hunter has no more or ``HUNTER_MAX_PAGES``), then
 Clearbit's company lookup and person lookups for addresses published without a name
-(``EMAILS_CLEARBIT_API_KEY`` set). The sources' addresses are scored together (:mod:`.patterns`) into
+(``CLEARBIT_API_KEY`` set). The sources' addresses are scored together (:mod:`.patterns`) into
 one pattern and confidence; each source's own view is kept in ``evidence``, so disagreements show.
 One record per domain (namespace ``emails``); a domain computed within 24 h is not computed again
 (the policy's freshness TTL).
@@ -115,13 +115,13 @@ class EmailsSpider(SourceSpider):
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> EmailsSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         options = spider.options
-        spider.hunter_api = options["EMAILS_HUNTER_API_URL"] if options["EMAILS_HUNTER_API_KEY"] else None
-        if options["EMAILS_HUNTER_API_KEY"] and not spider.hunter_api:
-            raise UsageError("emails: EMAILS_HUNTER_API_KEY is set: set EMAILS_HUNTER_API_URL too")
-        spider.hunter_budget = HunterBudget(options["EMAILS_HUNTER_MAX_REQUESTS"])
-        spider.clearbit_on = bool(options["EMAILS_CLEARBIT_API_KEY"])
-        if spider.clearbit_on and not (options["EMAILS_CLEARBIT_COMPANY_URL"] or options["EMAILS_CLEARBIT_PERSON_URL"]):
-            raise UsageError("emails: EMAILS_CLEARBIT_API_KEY is set: set EMAILS_CLEARBIT_COMPANY_URL/_PERSON_URL")
+        spider.hunter_api = options["HUNTER_API_URL"] if options["HUNTER_API_KEY"] else None
+        if options["HUNTER_API_KEY"] and not spider.hunter_api:
+            raise UsageError("emails: HUNTER_API_KEY is set: set HUNTER_API_URL too")
+        spider.hunter_budget = HunterBudget(options["HUNTER_MAX_REQUESTS"])
+        spider.clearbit_on = bool(options["CLEARBIT_API_KEY"])
+        if spider.clearbit_on and not (options["CLEARBIT_COMPANY_URL"] or options["CLEARBIT_PERSON_URL"]):
+            raise UsageError("emails: CLEARBIT_API_KEY is set: set CLEARBIT_COMPANY_URL/_PERSON_URL")
         crawler.signals.connect(spider.finish_reason, signal=signals.spider_idle)
         crawler.signals.connect(spider.count_budget, signal=signals.spider_closed)
         return spider
@@ -206,10 +206,8 @@ class EmailsSpider(SourceSpider):
             if self.hunter_api and self.hunter_budget.can_spend():
                 found = lookup.hunter
                 pages = found.pages if found else 0
-                size = self.options["EMAILS_HUNTER_PAGE_SIZE"]
-                more = found is None or (
-                    pages * size < found.results and pages < self.options["EMAILS_HUNTER_MAX_PAGES"]
-                )
+                size = self.options["HUNTER_PAGE_SIZE"]
+                more = found is None or (pages * size < found.results and pages < self.options["HUNTER_MAX_PAGES"])
                 if more:
                     yield self.hunter_request(lookup, offset=pages * size)
                     return
@@ -218,16 +216,16 @@ class EmailsSpider(SourceSpider):
             lookup.stage = "clearbit"
         if lookup.stage == "clearbit":
             lookup.stage = "people"
-            if self.clearbit_on and not self.clearbit_retired and self.options["EMAILS_CLEARBIT_COMPANY_URL"]:
+            if self.clearbit_on and not self.clearbit_retired and self.options["CLEARBIT_COMPANY_URL"]:
                 yield self.clearbit_request(
                     lookup,
-                    self.options["EMAILS_CLEARBIT_COMPANY_URL"],
+                    self.options["CLEARBIT_COMPANY_URL"],
                     {"domain": lookup.domain},
                     self.parse_clearbit_company,
                 )
                 return
         if lookup.stage == "people":
-            url = self.options["EMAILS_CLEARBIT_PERSON_URL"]
+            url = self.options["CLEARBIT_PERSON_URL"]
             if lookup.unnamed and self.clearbit_on and not self.clearbit_retired and url:
                 address = lookup.unnamed.pop(0)
                 yield self.clearbit_request(lookup, url, {"email": address}, self.parse_clearbit_person)
@@ -236,7 +234,7 @@ class EmailsSpider(SourceSpider):
         yield self.record(lookup)
 
     def hunter_request(self, lookup: Lookup, offset: int) -> scrapy.Request:
-        url = hunter.search_url(self.hunter_api or "", lookup.domain, self.options["EMAILS_HUNTER_PAGE_SIZE"], offset)
+        url = hunter.search_url(self.hunter_api or "", lookup.domain, self.options["HUNTER_PAGE_SIZE"], offset)
         return scrapy.Request(
             url,
             callback=self.parse_hunter,
@@ -361,13 +359,13 @@ class EmailsSpider(SourceSpider):
 
     def collect_unnamed(self, lookup: Lookup) -> None:
         """Addresses at the domain published without a name (Clearbit's site addresses, Hunter's), to ask
-        Clearbit's person lookup about: at most ``EMAILS_CLEARBIT_MAX_PEOPLE``, role accounts excluded."""
+        Clearbit's person lookup about: at most ``CLEARBIT_MAX_PEOPLE``, role accounts excluded."""
         candidates = list(lookup.company.addresses if lookup.company else [])
         if lookup.hunter:
             candidates += [e.address for e in lookup.hunter.emails if e.name is None]
         suffix = "@" + lookup.domain
         wanted = [a for a in dict.fromkeys(candidates) if a.endswith(suffix) and why_ignored("x", a) is None]
-        lookup.unnamed = wanted[: self.options["EMAILS_CLEARBIT_MAX_PEOPLE"]]
+        lookup.unnamed = wanted[: self.options["CLEARBIT_MAX_PEOPLE"]]
 
     def record(self, lookup: Lookup) -> EmailPattern:
         options = self.options
