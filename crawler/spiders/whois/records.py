@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
 
 from crawler.items.base import Record
 
@@ -18,8 +17,8 @@ class WhoisDomain(Record):
     table = "whois_domain"
     key = ("domain",)
     schema_version = 1
-    #: other sources read the domains this one stored (``-a from=whois``)
-    domain_columns: ClassVar[tuple[str, ...]] = ("domain",)
+    #: other sources read the domains this one stored (``crawler.inputs``)
+    domain_columns = ("domain",)
 
     domain: str
     tld: str

@@ -32,6 +32,7 @@ from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from twisted.python.failure import Failure
 
+from crawler.inputs import registrable_domain, stored_domains
 from crawler.spiders.base import EXPECTED_KEY_META, WORKER_MODE, SourceSpider
 from crawler.spiders.whois.domain import DomainData
 from crawler.spiders.whois.politeness import SLOT_META, parse_json_map
@@ -114,8 +115,6 @@ class WhoisSpider(SourceSpider):
     async def domains(self) -> list[str]:
         names = list(self.given)
         if self.selector:
-            from crawler.inputs import stored_domains  # the core's reader of stored records
-
             names += await asyncio.to_thread(lambda: list(stored_domains(self.crawler.settings, self.selector)))
         wanted = []
         for name in names:
@@ -490,18 +489,16 @@ class WhoisSpider(SourceSpider):
 
 
 def normalize_domain(value: str) -> str | None:
-    """A domain as the registries know it: lower case, A-labels, no trailing dot; a URL or an e-mail
-    address gives its host name. None when it is not a domain name."""
-    text = value.strip().lower()
-    if "://" in text:
-        text = urlsplit(text).hostname or ""
-    text = text.rsplit("@", 1)[-1].split("/", 1)[0].split(":", 1)[0].strip().rstrip(".")
-    text = text.removeprefix("www.") if text.count(".") > 1 and text.startswith("www.") else text
+    """A domain as the registries know it: the registrable domain (a URL, a host name or an e-mail
+    address gives it), lower case, in A-labels. None when it names none."""
+    domain = registrable_domain(value.strip().lower().rstrip("."))
+    if domain is None:
+        return None
     try:
-        text = text.encode("idna").decode("ascii")
+        domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
         return None
-    return text if _DOMAIN.match(text) else None
+    return domain if _DOMAIN.match(domain) else None
 
 
 def _referable(server: str | None) -> bool:
