@@ -41,7 +41,7 @@ from aiohttp import web
 
 from tests.fakes._server import ServerHandle, run_in_thread
 
-__all__ = ["FakeWhoisServices", "RDAP_TLDS", "WHOIS_TLDS"]
+__all__ = ["RDAP_TLDS", "WHOIS_TLDS", "FakeWhoisServices"]
 
 BOOTSTRAP_URL = "https://data.iana.example/rdap/dns.json"
 IANA_WHOIS = "whois.iana.org"
@@ -107,7 +107,9 @@ class FakeWhoisServices:
         self.bootstrap_fetches = 0
         self.bootstrap_not_modified = 0
         self._buckets: dict[str, _Bucket] = {}
-        self._seen_limited: set[str] = set()
+        self._seen_limited: set[tuple[str, str]] = set()
+        #: domains the registries no longer know (answered as ``missing-*``)
+        self.unregistered: set[str] = set()
         self.http: ServerHandle | None = None
         self.whois_ports: dict[str, int] = {}
         self._tcp_servers: list[asyncio.AbstractServer] = []
@@ -176,7 +178,7 @@ class FakeWhoisServices:
         if label.startswith("limited-") and (server, domain) not in self._seen_limited:
             self._seen_limited.add((server, domain))
             return web.json_response({"errorCode": 429}, status=429, headers={"Retry-After": "1"})
-        if label.startswith("missing-"):
+        if label.startswith("missing-") or domain in self.unregistered:
             return web.json_response({"errorCode": 404, "title": "Not Found"}, status=404)
         if label.startswith("badregistrar-") and registrar:
             return web.Response(status=500, text="Internal Server Error")
@@ -344,8 +346,9 @@ class FakeWhoisServices:
         label = _label(domain)
         if label.startswith("slow-"):
             await asyncio.sleep(self.slow_seconds)
-        if label.startswith("missing-"):
-            return f'No match for "{domain.upper()}".\r\n>>> Last update of whois database: 2026-11-29T00:00:00Z <<<\r\n'.encode()
+        if label.startswith("missing-") or domain in self.unregistered:
+            footer = ">>> Last update of whois database: 2026-11-29T00:00:00Z <<<"
+            return f'No match for "{domain.upper()}".\r\n{footer}\r\n'.encode()
         if server in WHOIS_REGISTRARS:
             if label.startswith("badregistrar-"):
                 return b"\x00\x01\x02\xff\xfe binary"
@@ -372,7 +375,7 @@ class FakeWhoisServices:
     def iana_answer(self, tld: str) -> str:
         tld = tld.strip().lower()
         if tld not in WHOIS_TLDS:
-            return "% IANA WHOIS server\n% for more information on IANA, visit http://www.iana.org\n\n% This query returned 0 objects.\n"
+            return "% IANA WHOIS server\n\n% This query returned 0 objects.\n"
         server = WHOIS_TLDS[tld][0]
         return (
             "% IANA WHOIS server\n% for more information on IANA, visit http://www.iana.org\n"
@@ -453,7 +456,8 @@ class FakeWhoisServices:
             "        Last updated:  10-May-2025\n\n"
             "    Registration status:\n        Registered until expiry date.\n\n"
             f"    Name servers:\n        ns1.hosting-{n % 7}.example\n        ns2.hosting-{n % 7}.example\n\n"
-            "    WHOIS lookup made at 09:42:27 29-Nov-2026\n\n-- \nThis WHOIS information is provided for free by the registry.\n"
+            "    WHOIS lookup made at 09:42:27 29-Nov-2026\n\n"
+            "-- \nThis WHOIS information is provided for free by the registry.\n"
         )
 
     def jprs_text(self, domain: str, server: str) -> str:

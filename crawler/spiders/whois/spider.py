@@ -150,7 +150,9 @@ class WhoisSpider(SourceSpider):
         tld = domain.rsplit(".", 1)[-1]
         server = await self.tld_server(tld)
         if server is None:
-            self.dead_letter(f"no_whois_server: IANA names none for .{tld}", url=f"whois://{self.iana_server}/{tld}")
+            self.dead_letter(
+                f"no_whois_server: IANA names none for .{tld}", url=f"whois://{self.iana_server}/{tld}", payload=domain
+            )
             return None
         return self.whois_request(domain, server, self.parse_whois, chain=(server,))
 
