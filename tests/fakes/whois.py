@@ -98,6 +98,9 @@ class FakeWhoisServices:
     #: server -> how many first queries it answers with a "try again after" throttle text
     throttle_first: dict[str, int] = field(default_factory=dict)
     throttle_text: str = "%% Maximum query rate reached. Try again after: 2s\r\n"
+    #: TLD -> its registry's RDAP base URL, and the registrars' RDAP hosts (a benchmark uses more)
+    rdap_tlds: dict[str, str] = field(default_factory=lambda: dict(RDAP_TLDS))
+    rdap_registrars: tuple[str, ...] = RDAP_REGISTRARS
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -139,7 +142,7 @@ class FakeWhoisServices:
 
     def bootstrap_document(self) -> dict[str, Any]:
         services: dict[str, list[str]] = collections.defaultdict(list)
-        for tld, base in RDAP_TLDS.items():
+        for tld, base in self.rdap_tlds.items():
             services[base].append(tld)
         return {
             "description": "RDAP bootstrap file for Domain Name System registrations",
@@ -174,7 +177,7 @@ class FakeWhoisServices:
                 {"errorCode": 429, "title": "Too Many Requests"}, status=429, headers={"Retry-After": "1"}
             )
         label = _label(domain)
-        registrar = server in RDAP_REGISTRARS
+        registrar = server in self.rdap_registrars
         if label.startswith("limited-") and (server, domain) not in self._seen_limited:
             self._seen_limited.add((server, domain))
             return web.json_response({"errorCode": 429}, status=429, headers={"Retry-After": "1"})
@@ -199,14 +202,23 @@ class FakeWhoisServices:
             body = body.replace(b'"domain"', b'"dom\xe4in"', 1)
         return web.Response(body=body, content_type="application/rdap+json")
 
+    @classmethod
+    def with_servers(cls, registries: int, registrars: int, tlds: list[str], **kwargs: Any) -> FakeWhoisServices:
+        """A fake with ``registries`` RDAP registries (one TLD each, from ``tlds``) and ``registrars``."""
+        return cls(
+            rdap_tlds={tld: f"https://rdap.registry-{tld}.example/{tld}/" for tld in tlds[:registries]},
+            rdap_registrars=tuple(f"rdap.registrar-{i + 1}.example" for i in range(registrars)),
+            **kwargs,
+        )
+
     def registrar_of(self, domain: str) -> int:
-        return _digest(domain) % len(RDAP_REGISTRARS)
+        return _digest(domain) % len(self.rdap_registrars)
 
     def registry_rdap(self, domain: str, server: str, path: str) -> dict[str, Any]:
         """A registry's answer (Verisign's shape): registrar entity, events, nameservers, a related link."""
         n = _digest(domain)
         registrar = self.registrar_of(domain)
-        registrar_url = f"https://{RDAP_REGISTRARS[registrar]}/rdap/domain/{domain.upper()}"
+        registrar_url = f"https://{self.rdap_registrars[registrar]}/rdap/domain/{domain.upper()}"
         self_url = f"https://{server}/{path}"
         if _label(domain).startswith("loop-"):
             registrar_url = self_url
@@ -491,11 +503,11 @@ class FakeWhoisServices:
         assert self.http is not None
         base = self.http.base_url
         url_map = {"https://data.iana.example/rdap/": base + "bootstrap/"}
-        for rdap_base in RDAP_TLDS.values():
+        for rdap_base in self.rdap_tlds.values():
             host = rdap_base.split("/")[2]
             for scheme in ("https", "http"):
                 url_map[f"{scheme}://{host}/"] = f"{base}{host}/"
-        for host in RDAP_REGISTRARS:
+        for host in self.rdap_registrars:
             url_map[f"https://{host}/rdap/"] = f"{base}{host}/rdap/"
         return {
             "WHOIS_RDAP_BOOTSTRAP_URL": BOOTSTRAP_URL,
