@@ -21,7 +21,7 @@ answer cut mid-line), ``nonutf8-*`` (binary bytes), ``latin1-*`` (a valid Latin-
 Use::
 
     with FakeWhoisServices(rate=20).serve() as fake:
-        settings = fake.settings()   # WHOIS_RDAP_BOOTSTRAP_URL, WHOIS_RDAP_URL_MAP, WHOIS_SERVER_MAP
+        settings = fake.settings()   # WHOIS_RDAP_URL_MAP, WHOIS_SERVER_MAP: IANA's real names sent here
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from tests.fakes._server import ServerHandle, run_in_thread
 
 __all__ = ["RDAP_TLDS", "WHOIS_TLDS", "FakeWhoisServices"]
 
-BOOTSTRAP_URL = "https://data.iana.example/rdap/dns.json"
+#: IANA's published bootstrap location (the source's default): mapped here by ``settings()``
+BOOTSTRAP_PREFIX = "https://data.iana.org/rdap/"
 IANA_WHOIS = "whois.iana.org"
 #: TLD -> registry RDAP base (real-looking names: the client's URL map sends them here)
 RDAP_TLDS = {
@@ -499,10 +500,11 @@ class FakeWhoisServices:
             yield self
 
     def settings(self) -> dict[str, str]:
-        """The crawl settings that send every real name of a referral chain here."""
+        """The crawl settings that send every real name of a referral chain here: the source's defaults
+        (IANA's bootstrap URL and WHOIS server) stay as they are, the maps send them here."""
         assert self.http is not None
         base = self.http.base_url
-        url_map = {"https://data.iana.example/rdap/": base + "bootstrap/"}
+        url_map = {BOOTSTRAP_PREFIX: base + "bootstrap/"}
         for rdap_base in self.rdap_tlds.values():
             host = rdap_base.split("/")[2]
             for scheme in ("https", "http"):
@@ -510,7 +512,6 @@ class FakeWhoisServices:
         for host in self.rdap_registrars:
             url_map[f"https://{host}/rdap/"] = f"{base}{host}/rdap/"
         return {
-            "WHOIS_RDAP_BOOTSTRAP_URL": BOOTSTRAP_URL,
             "WHOIS_RDAP_URL_MAP": orjson.dumps(url_map).decode(),
             "WHOIS_SERVER_MAP": orjson.dumps(
                 {name: f"127.0.0.1:{port}" for name, port in self.whois_ports.items()}

@@ -212,14 +212,16 @@ class WhoisSpider(SourceSpider):
             return self.tld_servers[tld]
         url = f"whois://{self.iana_server}/{quote(tld)}"
         request = scrapy.Request(url, meta={SLOT_META: self.iana_server}, dont_filter=True)
-        server = None
         try:
             response = await self.crawler.engine.download_async(request)
-            if response.status == 200:
-                server = referral(decode(response.body))
-        except (UnreadableAnswer, Exception) as exc:
-            self.logger.warning("whois: %s gave no referral for .%s: %s", self.iana_server, tld, exc)
-        self.tld_servers[tld] = server
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            server = referral(decode(response.body))
+        except Exception as exc:  # a failed or throttled answer: not remembered, the next domain asks again
+            self.logger.warning("whois: %s gave no answer for .%s: %s", self.iana_server, tld, exc)
+            self.crawler.stats.inc_value("whois/iana_failures")
+            return None
+        self.tld_servers[tld] = server  # an answer without a referral: no server for this TLD
         self.crawler.stats.inc_value("whois/iana_referrals")
         return server
 
