@@ -3,6 +3,7 @@ on the default settings (IANA's names) with the maps sending every hop of a refe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +241,20 @@ def test_bad_settings_and_arguments_are_clear_errors(workspace, fake_whois):
     assert result.returncode != 0 and "WHOIS_SERVER_MAP: expected a JSON object" in result.stderr
     result = crawl(workspace, fake_whois, check=False)
     assert result.returncode != 0 and "give -a domains=" in result.stderr
+
+
+def test_an_unreachable_iana_server_is_a_dead_letter_per_domain(workspace, fake_whois):
+    settings = fake_whois.settings()
+    servers = {**json.loads(settings["WHOIS_SERVER_MAP"]), IANA_WHOIS: "127.0.0.1:9"}
+    crawl(
+        workspace,
+        fake_whois,
+        "domains=alpha.com,delta.de,other.de",
+        WHOIS_SERVER_MAP=json.dumps(servers),
+        RETRY_TIMES=0,
+        MONITOR_MAX_ERROR_RATE=1,
+    )
+    assert set(records(workspace)) == {"alpha.com"}  # RDAP does not need IANA's WHOIS server
+    # asked again for the second .de domain: a failure is not remembered as "no server"
+    reasons = sorted(row["reason"] for row in workspace.meta().failed("whois"))
+    assert reasons == ["iana_unavailable: no answer for .de"] * 2

@@ -40,6 +40,7 @@ from crawler.spiders.whois.rdap import RDAP_MEDIA_TYPE, Bootstrap, BootstrapErro
 from crawler.spiders.whois.records import WhoisDomain
 from crawler.spiders.whois.source import SOURCE
 from crawler.spiders.whois.text import UnreadableAnswer, decode, is_not_found, parse_text, referral, throttle_wait
+from crawler.spiders.whois.transport import parse_server_map
 
 #: where the bootstrap file and its validators are kept between runs (in the crawl's store)
 BOOTSTRAP_CACHE_KEY = "_cache/whois/rdap_bootstrap.json"
@@ -98,7 +99,7 @@ class WhoisSpider(SourceSpider):
         options = spider.options
         try:
             spider.url_map = parse_json_map(options["WHOIS_RDAP_URL_MAP"], "WHOIS_RDAP_URL_MAP")
-            parse_json_map(options["WHOIS_SERVER_MAP"], "WHOIS_SERVER_MAP")
+            parse_server_map(options["WHOIS_SERVER_MAP"])
             parse_json_map(options["WHOIS_SERVER_RATES"], "WHOIS_SERVER_RATES", float)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -150,9 +151,9 @@ class WhoisSpider(SourceSpider):
         tld = domain.rsplit(".", 1)[-1]
         server = await self.tld_server(tld)
         if server is None:
-            self.dead_letter(
-                f"no_whois_server: IANA names none for .{tld}", url=f"whois://{self.iana_server}/{tld}", payload=domain
-            )
+            # remembered: IANA answered without a referral; else its answer failed (retries spent)
+            reason = "no_whois_server: IANA names none" if tld in self.tld_servers else "iana_unavailable: no answer"
+            self.dead_letter(f"{reason} for .{tld}", url=f"whois://{self.iana_server}/{tld}", payload=domain)
             return None
         return self.whois_request(domain, server, self.parse_whois, chain=(server,))
 
