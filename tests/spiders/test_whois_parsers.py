@@ -213,7 +213,7 @@ def test_every_sample_has_its_expected_values():
 @pytest.mark.parametrize("sample", sorted(WHOIS_SAMPLES))
 def test_port43_samples_read_as_a_person_reads_them(sample):
     domain, expected = WHOIS_SAMPLES[sample]
-    text = decode((SAMPLES / "whois" / sample).read_bytes() + b"\n")
+    text = decode((SAMPLES / "whois" / sample).read_bytes())  # as received: one has no final line break
     # terms of use that mention query rates ("exceeding query rate or volume limits") are no throttle notice
     assert throttle_wait(text) is None and not is_not_found(text)
     data = parse_text(domain, text)
@@ -398,11 +398,17 @@ def test_terms_of_use_in_a_real_record_are_no_throttle_notice():
         (b"\x00\xff\x13garbage\n", "binary_answer"),
         (bytes(range(0x80, 0x100)) * 4 + b"\n", "not_text"),
         (b"Domain Name: EXAMPLE.COM\nRegistrar: Exa", "truncated_answer"),
+        (b"Domain Name: EXAMPLE.COM\nRegistrar IA", "truncated_answer"),
+        (b"a. [Domain Name]                EXAMPLE.JP\np. [Name Serv", "truncated_answer"),
     ],
 )
 def test_hostile_bodies_are_unreadable(body, reason):
     with pytest.raises(UnreadableAnswer, match=reason):
         decode(body)
+
+
+def test_an_answer_ending_in_its_terms_without_a_line_break_is_whole():
+    assert decode(b"Domain Name: EXAMPLE.COM\nRegistrar: R\n\nThe Registry database contains ONLY .COM domains.")
 
 
 def test_latin1_answers_decode_by_the_fallback():

@@ -64,8 +64,7 @@ class UnreadableAnswer(ValueError):
 
 def decode(body: bytes) -> str:
     """The answer as text: UTF-8, else Latin-1 (many ccTLD servers answer in it). Raises
-    :class:`UnreadableAnswer` for an empty, binary or HTML body, or one cut off mid-line (every server
-    ends its answer with a line break before it closes the connection)."""
+    :class:`UnreadableAnswer` for an empty, binary or HTML body, or one cut off inside the record."""
     if not body.strip():
         raise UnreadableAnswer("empty_answer")
     if _HTML.match(body[:512]):
@@ -79,9 +78,21 @@ def decode(body: bytes) -> str:
         # Latin-1 decodes anything: a body mostly of high bytes is binary, not a ccTLD's text
         if sum(1 for ch in text if ord(ch) > 0x7F) > len(text) * 0.3:
             raise UnreadableAnswer("not_text") from None
-    if not text.endswith(("\n", "\r")):
+    if _cut_off(text):
         raise UnreadableAnswer("truncated_answer")
     return text.replace("\r\n", "\n")
+
+
+def _cut_off(text: str) -> bool:
+    """An answer whose connection closed inside the record: no final line break, and its last line is
+    a field or a fragment, not the end of a sentence (servers end with their terms of use, or a field
+    and a line break)."""
+    if text.endswith(("\n", "\r")):
+        return False
+    last = text.rsplit("\n", 1)[-1].strip()
+    if not last:
+        return False
+    return ":" in last or "[" in last or (len(last.split()) < 4 and not last.endswith((".", ")", "<<<")))
 
 
 def _control_share(body: bytes) -> float:
