@@ -469,3 +469,22 @@ def test_dead_letters_replay_as_their_domains():
     arguments, ids = WhoisSpider.replay_arguments(failed)
     assert arguments == {"domains": "example.com,example.de,example.co.jp", "force": "true"}
     assert ids == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, 7 * 24 * 3600.0),
+        ({"WHOIS_TTL": "60"}, 60.0),
+        ({"FRESHNESS_TTL_SECONDS": "0"}, 0.0),  # the core's own name on the command line wins
+    ],
+)
+def test_whois_ttl_is_the_cores_freshness_ttl(given, expected):
+    from scrapy.utils.project import get_project_settings
+
+    from crawler.spiders.whois.spider import WhoisSpider
+
+    settings = get_project_settings()
+    settings.setdict(given, priority="cmdline")
+    WhoisSpider.update_settings(settings)
+    assert settings.getfloat("FRESHNESS_TTL_SECONDS") == expected

@@ -29,7 +29,7 @@ import orjson
 import scrapy
 from scrapy.exceptions import UsageError
 from scrapy.http import Response
-from scrapy.settings import BaseSettings
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from twisted.python.failure import Failure
 
 from crawler.inputs import registrable_domain, stored_domains
@@ -61,11 +61,12 @@ class WhoisSpider(SourceSpider):
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
         super().update_settings(settings)
-        # WHOIS_TTL is this source's name for the core's freshness TTL
+        # WHOIS_TTL is this source's name for the core's freshness TTL; FRESHNESS_TTL_SECONDS given on
+        # the command line (above the policy's priority) still wins
         ttl = settings.get("WHOIS_TTL")
-        if ttl not in (None, ""):
-            priority = max(settings.getpriority("WHOIS_TTL") or 0, settings.getpriority("FRESHNESS_TTL_SECONDS") or 0)
-            settings.set("FRESHNESS_TTL_SECONDS", float(ttl), priority=priority)
+        policy_only = (settings.getpriority("FRESHNESS_TTL_SECONDS") or 0) <= SETTINGS_PRIORITIES["spider"]
+        if ttl not in (None, "") and policy_only:
+            settings.set("FRESHNESS_TTL_SECONDS", float(ttl), priority="spider")
 
     def __init__(
         self,
@@ -270,7 +271,7 @@ class WhoisSpider(SourceSpider):
                 link,
                 callback=self.parse_registrar_rdap,
                 registry=data.to_dict(),
-                registry_raw=response.text if self.raw_bytes else "",
+                registry_raw=response.body.decode("utf-8", "replace") if self.raw_bytes else "",
                 registry_server=response.meta["server"],
             )
             return

@@ -165,6 +165,9 @@ def _parse_record(domain: str, text: str) -> DomainData:
         entry: dict[str, Any] = dict(WhoisEntry.load(domain, text))
     except PywhoisError:
         entry = {}
+    except Exception:  # a format python-whois trips on: the fields read below still count
+        logger.debug("python-whois could not read the answer for %s", domain, exc_info=True)
+        entry = {}
     fields = _fields(text)
     data = DomainData(domain=(_one(entry.get("domain_name")) or domain).lower())
     registrar = _one(entry.get("registrar"))
