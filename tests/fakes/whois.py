@@ -521,3 +521,28 @@ class FakeWhoisServices:
     def queries(self, server: str) -> list[tuple[str, float]]:
         with self._lock:
             return [(query, when) for name, query, when in self.log if name == server]
+
+
+def main() -> None:
+    """Own process: serve until SIGTERM/SIGINT; print one JSON line with the pid and the crawl settings
+    (``export`` them, or pass them with ``-s``)."""
+    import argparse
+
+    from tests.fakes._server import run_standalone
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="the RDAP port (0: any); port-43 servers take any")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests/s every server allows")
+    options = parser.parse_args()
+    fake = FakeWhoisServices(rate=options.rate)
+
+    def describe(handle: ServerHandle) -> dict[str, Any]:
+        fake.http = handle
+        return {"rdap_url": handle.base_url, "settings": fake.settings()}
+
+    run_standalone(fake.make_app(), options.host, options.port, describe)
+
+
+if __name__ == "__main__":
+    main()
