@@ -4,6 +4,7 @@ on the default settings (IANA's names) with the maps sending every hop of a refe
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -258,3 +259,26 @@ def test_an_unreachable_iana_server_is_a_dead_letter_per_domain(workspace, fake_
     # asked again for the second .de domain: a failure is not remembered as "no server"
     reasons = sorted(row["reason"] for row in workspace.meta().failed("whois"))
     assert reasons == ["iana_unavailable: no answer for .de"] * 2
+
+
+def test_a_server_asking_for_a_day_off_gets_it_and_its_domains_become_dead_letters(workspace):
+    fake = FakeWhoisServices(
+        rate=RATE,
+        leeway=1.0,
+        throttle_first={"whois.nic.uk": 1},
+        throttle_text="Rate limit exceeded. Try again after: 24h\r\n",
+    )
+    uk = [f"uk{i}.uk" for i in range(4)]
+    with fake.serve():
+        started = time.monotonic()
+        crawl(workspace, fake, "domains=" + ",".join([*uk, "de0.de", "de1.de"]), MONITOR_MAX_ERROR_RATE=1)
+        assert time.monotonic() - started < 60  # nobody waited a day
+        asked = sorted(fake.queries("whois.nic.uk"), key=lambda item: item[1])
+    # the server was not asked again once it said so (a second query may have been on its way already)
+    assert len(asked) <= 2
+    answered = {query for query, _ in asked[1:]}
+    assert set(records(workspace)) == {"de0.de", "de1.de"} | answered
+    reasons = sorted(row["reason"].split(":")[0] for row in workspace.meta().failed("whois"))
+    assert reasons == ["download_error"] * (len(uk) - len(asked)) + ["http_429"]
+    failures = [row["reason"] for row in workspace.meta().failed("whois")]
+    assert all("ServerResting" in reason and "rests for" in reason for reason in failures if "download" in reason)

@@ -488,3 +488,14 @@ def test_whois_ttl_is_the_cores_freshness_ttl(given, expected):
     settings.setdict(given, priority="cmdline")
     WhoisSpider.update_settings(settings)
     assert settings.getfloat("FRESHNESS_TTL_SECONDS") == expected
+
+
+def test_a_wait_longer_than_the_limit_fails_at_once():
+    import asyncio
+
+    from crawler.spiders.whois.politeness import ServerResting
+
+    bucket = TokenBucket(rate=10.0, burst=1)
+    bucket.pause(86400)
+    with pytest.raises(ServerResting, match="whois.example rests for 86400 s"):
+        asyncio.run(bucket.acquire(max_wait=3600, name="whois.example"))

@@ -28,6 +28,7 @@ from typing import Any
 
 from scrapy import Request
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DownloadCancelledError
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
@@ -35,6 +36,7 @@ from crawler.spiders.whois.text import UnreadableAnswer, decode, throttle_wait
 
 logger = logging.getLogger(__name__)
 SLOT_META = "download_slot"
+RECHECK_SECONDS = 5.0
 
 
 class TokenBucket:
@@ -62,12 +64,17 @@ class TokenBucket:
             return 0.0
         return (1.0 - self.tokens) / self.rate
 
-    async def acquire(self) -> float:
-        """Wait for a token; the seconds waited."""
+    async def acquire(self, max_wait: float = float("inf"), name: str = "") -> float:
+        """Wait for a token; the seconds waited. :class:`ServerResting` as soon as the wait would be
+        longer than ``max_wait`` (a rest may begin, or grow, while a request waits: looked at every
+        few seconds)."""
         waited = 0.0
         while (delay := self.reserve()) > 0:
-            await asyncio.sleep(delay)
-            waited += delay
+            if delay > max_wait:
+                raise ServerResting(f"{name} rests for {delay:.0f} s more (over WHOIS_THROTTLE_MAX_WAIT)")
+            step = min(delay, RECHECK_SECONDS)
+            await asyncio.sleep(step)
+            waited += step
         return waited
 
     def pause(self, seconds: float) -> None:
@@ -79,15 +86,21 @@ class TokenBucket:
             self.updated = until
 
 
+class ServerResting(DownloadCancelledError):
+    """The server asked for a rest longer than the crawl waits (not retried: a dead letter)."""
+
+
 class ServerBuckets:
     """The buckets of one crawl, by server; shared by its download handlers and middleware."""
 
     _of: weakref.WeakKeyDictionary[Crawler, ServerBuckets] = weakref.WeakKeyDictionary()
 
-    def __init__(self, rate: float, burst: int, rates: dict[str, float]) -> None:
+    def __init__(self, rate: float, burst: int, rates: dict[str, float], max_wait: float = float("inf")) -> None:
         self.rate = rate
         self.burst = burst
         self.rates = rates
+        #: a request for a server resting longer than this is not held: it fails at once (a dead letter)
+        self.max_wait = max_wait
         self.buckets: dict[str, TokenBucket] = {}
         #: throttle answers in a row, per server (the back-off doubles with each)
         self.strikes: dict[str, int] = {}
@@ -100,6 +113,7 @@ class ServerBuckets:
                 settings.getfloat("WHOIS_RATE", 1.0),
                 settings.getint("WHOIS_BURST", 2),
                 parse_json_map(settings.get("WHOIS_SERVER_RATES"), "WHOIS_SERVER_RATES", float),
+                settings.getfloat("WHOIS_THROTTLE_MAX_WAIT", 3600.0),
             )
         return cls._of[crawler]
 
@@ -109,8 +123,10 @@ class ServerBuckets:
         return self.buckets[server]
 
     async def acquire(self, request: Request, crawler: Crawler) -> None:
+        """Wait for a token of the request's server; :class:`ServerResting` when it rests for longer
+        than ``WHOIS_THROTTLE_MAX_WAIT`` (its requests become dead letters instead of holding the crawl)."""
         server = server_of(request)
-        waited = await self.bucket(server).acquire()
+        waited = await self.bucket(server).acquire(self.max_wait, server)
         if waited > 0 and crawler.stats is not None:
             crawler.stats.inc_value("whois/politeness_wait_seconds", round(waited, 3))
 
