@@ -497,5 +497,5 @@ def test_a_wait_longer_than_the_limit_fails_at_once():
 
     bucket = TokenBucket(rate=10.0, burst=1)
     bucket.pause(86400)
-    with pytest.raises(ServerResting, match="whois.example rests for 86400 s"):
+    with pytest.raises(ServerResting, match=r"whois\.example rests for 86400 s"):
         asyncio.run(bucket.acquire(max_wait=3600, name="whois.example"))
