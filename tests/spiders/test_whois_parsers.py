@@ -313,9 +313,10 @@ def test_registrar_link_needs_an_rdap_media_type_and_is_not_the_answer_itself():
 
 
 def test_not_a_domain_object_is_refused():
-    for doc in ({"errorCode": 404}, [], {"objectClassName": "entity"}):
+    for doc in ({"errorCode": 404}, [], {"objectClassName": "entity", "ldhName": "x.com"}):
         with pytest.raises(ValueError):
             parse_domain(doc)
+    assert parse_domain({"ldhName": "EXAMPLE.COM", "status": ["active"]}).status == ["active"]
 
 
 @pytest.mark.parametrize(

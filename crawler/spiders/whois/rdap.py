@@ -70,7 +70,11 @@ class Bootstrap:
 
 def parse_domain(document: Any) -> DomainData:
     """The facts of an RDAP domain object (RFC 9083 §5.3). Raises ValueError when it is none."""
-    if not isinstance(document, dict) or document.get("objectClassName") != "domain":
+    if not isinstance(document, dict):
+        raise ValueError("not an RDAP domain object")
+    kind = document.get("objectClassName")
+    # a few pre-RFC 9083 servers leave the class out of an otherwise good domain object
+    if kind != "domain" and not (kind is None and isinstance(document.get("ldhName"), str)):
         raise ValueError("not an RDAP domain object")
     data = DomainData(domain=(clean(document.get("ldhName")) or "").lower() or None)
     redacted_paths = _redactions(document.get("redacted"))
