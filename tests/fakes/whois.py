@@ -117,6 +117,7 @@ class FakeWhoisServices:
         self.http: ServerHandle | None = None
         self.whois_ports: dict[str, int] = {}
         self._tcp_servers: list[asyncio.AbstractServer] = []
+        self._answering: set[asyncio.Task[Any]] = set()
 
     # -- accounting ---------------------------------------------------------------------------------
 
@@ -329,8 +330,15 @@ class FakeWhoisServices:
     async def _stop_whois(self, app: web.Application) -> None:
         for server in self._tcp_servers:
             server.close()
+        # answers still being made (slow-*): ended while the loop runs
+        for task in list(self._answering):
+            task.cancel()
+        await asyncio.gather(*self._answering, return_exceptions=True)
 
     async def _answer(self, server: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._answering.add(task)
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
             query = line.decode("utf-8", "replace").strip()
@@ -341,6 +349,7 @@ class FakeWhoisServices:
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            self._answering.discard(task)
             writer.close()
 
     async def _whois_body(self, server: str, query: str) -> bytes:

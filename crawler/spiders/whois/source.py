@@ -1,7 +1,7 @@
 """The WHOIS source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Setting, Source
+from crawler.sources import Argument, Setting, Source
 from crawler.spiders.whois.records import WhoisDomain
 
 WEEK = 7 * 24 * 3600.0
@@ -11,6 +11,16 @@ SOURCE = Source(
     title="Domain registrations: RDAP by IANA bootstrap with the registrar's answer merged, else port-43 WHOIS",
     records=(WhoisDomain,),
     modes=("named",),
+    arguments=(
+        Argument("domains", "Domains to look up (comma-separated; URLs and e-mail addresses give theirs).", "list"),
+        Argument("domains_file", "A file of domains, one per line.", "file"),
+        Argument(
+            "from",
+            "A source or namespace whose stored records name domains (their declared domain columns), "
+            "e.g. a zone-file source's new registrations or the packages' homepages.",
+        ),
+        Argument("force", "`true`: also fetch the domains stored within WHOIS_TTL.", choices=("true", "false")),
+    ),
     policy=SourcePolicy(
         # per server (each RDAP host and WHOIS server is its own download slot); the rate is the token
         # bucket's (WHOIS_RATE), this only bounds the connections open to one server

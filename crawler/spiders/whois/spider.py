@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ class WhoisSpider(SourceSpider):
         if domains_file:
             self.given += [line for line in Path(domains_file).read_text().splitlines() if line.strip()]
         self.selector = selector
-        if self.mode == "named" and not self.given and not selector:
+        if self.mode == "named" and not self.given and not selector and self.shard is None:
             raise UsageError("whois: give -a domains=a.com,b.de, -a domains_file=…, or -a from=<source>")
         self.force = str(force).lower() in ("1", "true", "yes", "on") if force else False
         self.tld_servers: dict[str, str | None] = {}
@@ -125,7 +126,11 @@ class WhoisSpider(SourceSpider):
                 self.dead_letter("invalid_domain", payload=name.encode()[:300])
             else:
                 wanted.append(domain)
-        return list(dict.fromkeys(wanted))
+        wanted = list(dict.fromkeys(wanted))
+        if self.shard is not None:  # -a shard=i/n: this process's share of the domains
+            index, count = self.shard
+            wanted = [domain for domain in wanted if zlib.crc32(domain.encode()) % count == index]
+        return wanted
 
     async def not_fresh(self, names: list[str]) -> list[str]:
         return names if self.force else await super().not_fresh(names)
