@@ -118,6 +118,9 @@ class FakeWhoisServices:
         self.whois_ports: dict[str, int] = {}
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._answering: set[asyncio.Task[Any]] = set()
+        self._http_handlers: list[web.Server] = []
+        #: RDAP host -> its own loopback port (the same answers as under ``/<host>/`` of the main port)
+        self.rdap_ports: dict[str, int] = {}
 
     # -- accounting ---------------------------------------------------------------------------------
 
@@ -169,8 +172,9 @@ class FakeWhoisServices:
         )
 
     async def _rdap(self, request: web.Request) -> web.Response:
-        server = request.match_info["server"]
-        path = request.match_info["path"]
+        return await self._rdap_for(request.match_info["server"], request.match_info["path"])
+
+    async def _rdap_for(self, server: str, path: str) -> web.Response:
         domain = path.rsplit("/domain/", 1)[-1].lower() if "/domain/" in f"/{path}" else ""
         if not domain:
             return web.json_response({"errorCode": 400, "title": "bad request"}, status=400)
@@ -318,7 +322,20 @@ class FakeWhoisServices:
 
     # -- port 43 ------------------------------------------------------------------------------------
 
+    def rdap_hosts(self) -> list[str]:
+        hosts = [base.split("/")[2] for base in self.rdap_tlds.values()]
+        return list(dict.fromkeys([*hosts, *self.rdap_registrars]))
+
     async def _start_whois(self, app: web.Application) -> None:
+        # every RDAP host on a port of its own too, as real hosts are: a client's connection pool per
+        # host must not make them share connections
+        loop = asyncio.get_running_loop()
+        for host in self.rdap_hosts():
+            handler = web.Server(lambda request, host=host: self._rdap_for(host, request.path.lstrip("/")))
+            server = await loop.create_server(handler, "127.0.0.1", 0)
+            self._tcp_servers.append(server)
+            self._http_handlers.append(handler)
+            self.rdap_ports[host] = server.sockets[0].getsockname()[1]
         names = [IANA_WHOIS, *(server for server, _ in WHOIS_TLDS.values()), *WHOIS_REGISTRARS]
         for name in dict.fromkeys(names):
             server = await asyncio.start_server(
@@ -328,6 +345,8 @@ class FakeWhoisServices:
             self.whois_ports[name] = server.sockets[0].getsockname()[1]
 
     async def _stop_whois(self, app: web.Application) -> None:
+        for handler in self._http_handlers:
+            await handler.shutdown(1.0)
         for server in self._tcp_servers:
             server.close()
         # answers still being made (slow-*): ended while the loop runs
@@ -514,12 +533,9 @@ class FakeWhoisServices:
         assert self.http is not None
         base = self.http.base_url
         url_map = {BOOTSTRAP_PREFIX: base + "bootstrap/"}
-        for rdap_base in self.rdap_tlds.values():
-            host = rdap_base.split("/")[2]
+        for host, port in self.rdap_ports.items():
             for scheme in ("https", "http"):
-                url_map[f"{scheme}://{host}/"] = f"{base}{host}/"
-        for host in self.rdap_registrars:
-            url_map[f"https://{host}/rdap/"] = f"{base}{host}/rdap/"
+                url_map[f"{scheme}://{host}/"] = f"http://127.0.0.1:{port}/"
         return {
             "WHOIS_RDAP_URL_MAP": orjson.dumps(url_map).decode(),
             "WHOIS_SERVER_MAP": orjson.dumps(
