@@ -41,6 +41,8 @@ NOT_THE_SOURCE = {
     ("crawler/items/fields.py", "github"),
     # a project_urls label ("GitHub") that names a repository link
     ("crawler/spiders/pypi/records.py", "github"),
+    # a local variable holding a commit's author and committer addresses (better renamed: `addresses`)
+    ("crawler/spiders/github/spider.py", "emails"),
 }
 
 
@@ -77,6 +79,7 @@ def test_every_source_declares_sane_policy_settings_and_records(name):
     assert policy.retries >= 1 and policy.backoff_base > 0
     assert 429 in policy.retry_http_codes and 503 in policy.retry_http_codes
     assert 0 < policy.max_response_bytes <= 1024**3
+    assert 0 < policy.retry_after_max < policy.request_deadline <= 3600, "a capped Retry-After must fit the deadline"
     names = [setting.name for setting in source.settings]
     assert len(names) == len(set(names))
     assert all(n.startswith(name.upper() + "_") for n in names), "a source's settings carry its prefix"

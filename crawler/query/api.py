@@ -1,13 +1,17 @@
 """The read-only SQL API over HTTP (FastAPI): ``scrapy serve`` runs it.
 
-Routes (every one, the OpenAPI document and ``/docs`` included, needs an API key):
+Routes (every one but ``/health``, the OpenAPI document and ``/docs`` included, needs an API key):
 
 * ``POST /query`` ``{"sql": "SELECT …"}`` → ``{"columns", "types", "rows", "row_count", "truncated", "elapsed_ms"}``;
   400 not allowed, 422 SQL error, 503 busy, 504 timeout (see :mod:`crawler.query.sandbox`);
 * ``GET /namespaces``: each namespace with its tables, primary key and record count (from its catalog);
 * ``GET /catalog/{namespace}``: the stored ``<namespace>/_metadata/catalog.json`` (``namespace`` may hold ``/``);
-* ``GET /health``;
-* ``GET /docs``, ``GET /openapi.json``.
+* ``GET /health``: ``{"status": "ok"}`` (or 503 ``degraded``) for load balancers, without a key; with a
+  key it adds the query workers' state;
+* ``GET /docs`` (Swagger UI served from the package, no CDN: it works offline), ``GET /openapi.json``.
+
+Every error answers ``{"error": <kind>, "detail": <text>}``: unknown routes and methods, bad request
+bodies and query errors alike.
 
 A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; browsers opening
 ``/docs`` are asked for it by HTTP Basic authentication (any user name, the key as password).
@@ -30,10 +34,13 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from scrapy.settings import BaseSettings
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crawler.config import IngestionConfig
@@ -55,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 MAX_SQL_CHARS = 100_000
 MAX_BODY_BYTES = 1024 * 1024
+HEALTH_PATH = "/health"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -190,6 +198,9 @@ class ApiKeyMiddleware:
             scope.setdefault("state", {})["api_key_id"] = f"#{matched}"
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "http" and scope.get("path") == HEALTH_PATH:
+            await self.app(scope, receive, send)  # for load balancers; it tells a caller without a key nothing more
+            return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
@@ -210,6 +221,37 @@ class ApiKeyMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Request bodies of at most ``limit`` bytes, refused in the API's error shape: at once when the
+    declared ``Content-Length`` is over it, else as soon as the bytes read pass it (an ``HTTPException``
+    raised while the route reads the body, answered by the API's handler)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request body is over {self.limit} bytes"
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _error(413, "too_large", detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise StarletteHTTPException(413, detail)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 # -- request and response models (also the OpenAPI schema) ---------------------------------------
@@ -256,7 +298,7 @@ class NamespaceInfo(BaseModel):
 
 class Health(BaseModel):
     status: str
-    engine: dict[str, Any]
+    engine: dict[str, Any] | None = Field(default=None, description="the query workers (only with a key)")
 
 
 _QUERY_ERRORS: list[tuple[type[QueryError], int, str]] = [
@@ -318,17 +360,31 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
         Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
         Security(HTTPBearer(auto_error=False)),
     ]
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Data-ingestion SQL API",
         version="1",
         summary="Read-only SQL (DuckDB) over the platform's stored records.",
         description=__doc__,
         lifespan=lifespan,
         dependencies=documented_auth if config.api_keys else None,
-        max_body_size=MAX_BODY_BYTES,
+        max_body_size=None,  # BodyLimit: the same limit, answered in the API's error shape
         redoc_url=None,
     )
-    if config.api_keys:
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}" for error in exc.errors()
+        )
+        return _error(422, "bad_request", problems or "the request body is not valid")
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if config.api_keys:  # outermost: nothing answers a caller without a key but 401 (and /health)
         app.add_middleware(ApiKeyMiddleware, keys=config.api_keys)
     else:
         logger.warning("the query API runs WITHOUT authentication (QUERY_API_ALLOW_NO_AUTH / --insecure-no-auth)")
@@ -415,12 +471,15 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
             return _error(404, "not_found", f"namespace {namespace!r} has no catalog yet (nothing stored)")
         return Response(data, media_type="application/json")
 
-    @app.get("/health", response_model=Health, responses=errors, summary="Liveness of the API and its workers")
-    def health() -> Response:
+    @app.get(HEALTH_PATH, response_model=Health, summary="Liveness of the API and its workers (no key needed)")
+    def health(request: Request) -> Response:
         engine = state.get("engine")
         status = engine.status() if engine else {}
         ok = engine is not None and (status.get("isolation") == "thread" or status.get("alive", 0) > 0)
-        return _json({"status": "ok" if ok else "degraded", "engine": status}, 200 if ok else 503)
+        body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
+        if not config.api_keys or getattr(request.state, "api_key_id", None):
+            body["engine"] = status
+        return _json(body, 200 if ok else 503)
 
     return app
 

@@ -39,7 +39,7 @@ def test_query_errors_are_reported(crawled):
 
 
 def test_nested_values_are_json_in_csv_and_table_cells(crawled):
-    workspace, names = crawled
+    workspace, _ = crawled
     sql = "SELECT name, dependencies, keywords, maintainers FROM npm_package ORDER BY name"
     expected = {row["name"]: row for row in json.loads(workspace.scrapy("query", "--format", "json", sql).stdout)}
     for row in csv.DictReader(io.StringIO(workspace.scrapy("query", "--format", "csv", sql).stdout)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import signal
 import socket
 import subprocess
@@ -128,14 +129,23 @@ def test_sql_error_is_422(client: httpx.Client) -> None:
 
 
 def test_bad_requests(client: httpx.Client) -> None:
-    assert client.post("/query", json={}).status_code == 422
-    assert client.post("/query", json={"sql": "SELECT 1", "extra": 1}).status_code == 422
-    assert client.post("/query", json={"sql": "SELECT 1" + " " * 100_000}).status_code == 422
+    """Every error has one shape: {"error", "detail"}."""
+
+    def error(response: httpx.Response, status: int, kind: str) -> str:
+        assert response.status_code == status, response.text
+        assert set(response.json()) == {"error", "detail"} and response.json()["error"] == kind
+        return response.json()["detail"]
+
+    assert "sql" in error(client.post("/query", json={}), 422, "bad_request")
+    assert "extra" in error(client.post("/query", json={"sql": "SELECT 1", "extra": 1}), 422, "bad_request")
+    error(client.post("/query", json={"sql": "SELECT 1" + " " * 100_000}), 422, "bad_request")
+    error(client.post("/query", content=b"{not json", headers={"content-type": "application/json"}), 422, "bad_request")
     too_big = client.post(
         "/query", content=json.dumps({"sql": "x" * 2_000_000}), headers={"content-type": "application/json"}
     )
-    assert too_big.status_code == 413
-    assert client.get("/query").status_code == 405
+    error(too_big, 413, "too_large")
+    error(client.get("/query"), 405, "method_not_allowed")
+    error(client.get("/no-such-route"), 404, "not_found")
 
 
 # -- authentication --------------------------------------------------------------------------------
@@ -144,8 +154,8 @@ ROUTES = [
     ("POST", "/query"),
     ("GET", "/namespaces"),
     ("GET", "/catalog/npm"),
-    ("GET", "/health"),
     ("GET", "/docs"),
+    ("GET", "/static-offline-docs/swagger-ui-bundle.js"),
     ("GET", "/openapi.json"),
     ("GET", "/no-such-route"),
 ]
@@ -190,6 +200,18 @@ def test_every_route_accepts_each_key_in_each_form(server: Server, method: str, 
         ):
             response = _request(client, method, path, **headers)
             assert response.status_code == (404 if path == "/no-such-route" else 200), (headers, response.text)
+
+
+def test_health_answers_without_a_key_and_tells_nothing_more(server: Server) -> None:
+    with server.client(key=None) as anonymous:
+        for headers in ({}, {"X-API-Key": WRONG_KEY}):
+            response = anonymous.get("/health", headers=headers)
+            assert response.status_code == 200 and response.json() == {"status": "ok"}
+        # a route that sounds alike is not let through
+        assert anonymous.get("/health/../namespaces").status_code == 401
+        assert anonymous.get("/healthz").status_code == 401
+        keyed = anonymous.get("/health", headers={"X-API-Key": KEY}).json()
+        assert keyed["status"] == "ok" and keyed["engine"]["workers"] >= 1
 
 
 def test_keys_are_not_logged(server: Server, caplog: pytest.LogCaptureFixture) -> None:
@@ -262,6 +284,11 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     assert set(spec["paths"]["/query"]["post"]["responses"]) >= {"200", "400", "401", "422", "503", "504"}
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text.lower() and "/openapi.json" in docs.text
+    # offline: every script and style sheet comes from this server
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets and all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        assert client.get(url).status_code == 200, url
 
 
 # -- hostile queries over HTTP ---------------------------------------------------------------------
@@ -427,7 +454,8 @@ def test_scrapy_serve(workspace) -> None:
             assert body["rows"] == [["pkg-00"], ["pkg-01"], ["pkg-02"]] and body["truncated"] is True
             assert client.post("/query", json={"sql": "SELECT * FROM read_csv('/etc/passwd')"}).status_code == 400
             assert client.post("/query", json={"sql": ENDLESS[0]}).status_code == 504
-            assert client.get("/health", headers={"X-API-Key": WRONG_KEY}).status_code == 401
+            assert client.get("/namespaces", headers={"X-API-Key": WRONG_KEY}).status_code == 401
+            assert client.get("/health", headers={"X-API-Key": WRONG_KEY}).json() == {"status": "ok"}
             assert "server" not in client.get("/health").headers
             workers = _children(process.pid)
             assert len(workers) == 2
