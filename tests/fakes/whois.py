@@ -21,7 +21,7 @@ answer cut mid-line), ``nonutf8-*`` (binary bytes), ``latin1-*`` (a valid Latin-
 Use::
 
     with FakeWhoisServices(rate=20).serve() as fake:
-        settings = fake.settings()   # WHOIS_RDAP_URL_MAP, WHOIS_SERVER_MAP: IANA's real names sent here
+        settings = fake.settings()   # RDAP_URL_MAP, WHOIS_SERVER_MAP: IANA's real names sent here
 """
 
 from __future__ import annotations
@@ -537,7 +537,7 @@ class FakeWhoisServices:
             for scheme in ("https", "http"):
                 url_map[f"{scheme}://{host}/"] = f"http://127.0.0.1:{port}/"
         return {
-            "WHOIS_RDAP_URL_MAP": orjson.dumps(url_map).decode(),
+            "RDAP_URL_MAP": orjson.dumps(url_map).decode(),
             "WHOIS_SERVER_MAP": orjson.dumps(
                 {name: f"127.0.0.1:{port}" for name, port in self.whois_ports.items()}
             ).decode(),

@@ -151,7 +151,7 @@ def parse_json_map(raw: Any, name: str, convert: Callable[[Any], Any] = str) -> 
     if not isinstance(value, dict):
         raise ValueError(f"{name}: expected a JSON object")
     try:
-        return {str(k).lower() if name != "WHOIS_RDAP_URL_MAP" else str(k): convert(v) for k, v in value.items()}
+        return {str(k).lower() if name != "RDAP_URL_MAP" else str(k): convert(v) for k, v in value.items()}
     except (TypeError, ValueError):
         raise ValueError(f"{name}: a value is not of the expected type") from None
 

@@ -32,9 +32,10 @@ SOURCE = Source(
         download_timeout=30.0,
         freshness_ttl=WEEK,
     ),
+    extra_setting_prefixes=("RDAP_",),
     settings=(
         Setting(
-            "WHOIS_RDAP_BOOTSTRAP_URL",
+            "RDAP_BOOTSTRAP_URL",
             "IANA's RDAP bootstrap registry for domains (RFC 9224); cached in the store, refreshed at most "
             "every WHOIS_BOOTSTRAP_MAX_AGE seconds with a conditional GET.",
             type="url",
@@ -48,7 +49,7 @@ SOURCE = Source(
             minimum=0,
         ),
         Setting(
-            "WHOIS_RDAP_URL_MAP",
+            "RDAP_URL_MAP",
             "JSON object: URL prefix -> replacement, applied to every RDAP URL (bootstrap, registry, registrar), "
             'e.g. {"https://rdap.example.com/": "http://127.0.0.1:8080/"} (a relay, a loopback fake).',
             default="",

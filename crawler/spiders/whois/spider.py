@@ -100,7 +100,7 @@ class WhoisSpider(SourceSpider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         options = spider.options
         try:
-            spider.url_map = parse_json_map(options["WHOIS_RDAP_URL_MAP"], "WHOIS_RDAP_URL_MAP")
+            spider.url_map = parse_json_map(options["RDAP_URL_MAP"], "RDAP_URL_MAP")
             parse_server_map(options["WHOIS_SERVER_MAP"])
             parse_json_map(options["WHOIS_SERVER_RATES"], "WHOIS_SERVER_RATES", float)
         except ValueError as exc:
@@ -174,7 +174,7 @@ class WhoisSpider(SourceSpider):
         if cached and time.time() - cached.get("fetched_at", 0) < max_age:
             self.crawler.stats.set_value("whois/bootstrap", "cached")
             return _bootstrap_or_none(cached.get("document"))
-        url = self.options["WHOIS_RDAP_BOOTSTRAP_URL"]
+        url = self.options["RDAP_BOOTSTRAP_URL"]
         headers = {"Accept": "application/json"}
         if cached and cached.get("etag"):
             headers["If-None-Match"] = cached["etag"]
@@ -235,7 +235,7 @@ class WhoisSpider(SourceSpider):
     # -- RDAP -------------------------------------------------------------------------------------
 
     def map_url(self, url: str) -> str:
-        """``WHOIS_RDAP_URL_MAP``: the longest matching prefix replaced."""
+        """``RDAP_URL_MAP``: the longest matching prefix replaced."""
         for prefix in sorted(self.url_map, key=len, reverse=True):
             if url.startswith(prefix):
                 return self.url_map[prefix] + url[len(prefix) :]
