@@ -94,22 +94,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return delay * random.uniform(0.75, 1.25)
 
     def retry_after(self, response: Response) -> float | None:
-        """Seconds to wait per the ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
-        value = response.headers.get(b"Retry-After")
-        if not value:
-            return None
-        text = value.decode("latin-1").strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(text)
-            except (TypeError, ValueError):
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            seconds = (when - datetime.now(UTC)).total_seconds()
-        return min(max(seconds, 0.0), self.retry_after_max)
+        """Seconds to wait per the ``Retry-After`` header, capped by ``RETRY_AFTER_MAX``."""
+        seconds = retry_after(response)
+        return None if seconds is None else min(seconds, self.retry_after_max)
 
     def _past_deadline(self, request: Request, delay: float) -> bool:
         """Whether a retry after ``delay`` would start past the request's deadline (then it is not retried)."""
@@ -131,3 +118,23 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if seconds > 0:
             retry.meta[NOT_BEFORE_META] = time.monotonic() + seconds
         return retry
+
+
+def retry_after(response: Response) -> float | None:
+    """Seconds from a response's ``Retry-After`` header (delta-seconds or an HTTP date), at least 0;
+    None without a readable one."""
+    value = response.headers.get(b"Retry-After")
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

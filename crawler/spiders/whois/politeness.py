@@ -22,8 +22,6 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from scrapy import Request
@@ -32,6 +30,7 @@ from scrapy.exceptions import DownloadCancelledError
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
+from crawler.middlewares.retry import retry_after
 from crawler.spiders.whois.text import UnreadableAnswer, decode, throttle_wait
 
 logger = logging.getLogger(__name__)
@@ -207,22 +206,3 @@ class ThrottleAnswers:
         assert self.crawler.stats is not None
         self.crawler.stats.inc_value(f"whois/server_rests/{server}")
         logger.warning("whois: %s answered %s: it rests %.0f s (its requests wait, others go on)", server, why, seconds)
-
-
-def retry_after(response: Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    value = response.headers.get(b"Retry-After")
-    if not value:
-        return None
-    text = value.decode("latin-1").strip()
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
