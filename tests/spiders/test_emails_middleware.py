@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +12,7 @@ from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
 from crawler.middlewares import CREDENTIAL_HEADERS_META
+from crawler.scheduler import NOT_BEFORE_META
 from crawler.spiders.emails.middleware import API_META, CLEARBIT, HUNTER, EmailsApiMiddleware, HunterBudget, NotSent
 
 HUNTER_URL = "http://127.0.0.1:8768/"
@@ -91,6 +93,15 @@ def test_403_and_202_are_sent_again_after_a_back_off_a_bounded_number_of_times()
     assert respond(mw, again, 403, {"Retry-After": "0"}).status == 403  # the third: given to the spider
     assert mw.crawler.stats.get_value("emails/hunter/resent/rate_limited") == 1
     assert mw.crawler.stats.get_value("emails/hunter/resent/not_ready") == 1
+
+
+def test_the_back_off_waits_in_the_scheduler_not_in_the_download_slot():
+    mw = middleware()
+    request = send(mw, HUNTER_URL + "v2/domain-search?domain=d.example", HUNTER)
+    started = time.monotonic()
+    again = respond(mw, request, 403, {"Retry-After": "30"})
+    assert time.monotonic() - started < 1  # answered at once
+    assert 29 <= again.meta[NOT_BEFORE_META] - time.monotonic() <= 30
 
 
 def test_a_retired_clearbit_sends_nothing_more():

@@ -15,9 +15,9 @@ requests of the run and is never retried; 401 (bad key) likewise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,6 +27,8 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 
 from crawler.middlewares import CREDENTIAL_HEADERS_META
+from crawler.middlewares.retry import retry_after
+from crawler.scheduler import NOT_BEFORE_META
 
 logger = logging.getLogger(__name__)
 #: request meta: which API the request is for
@@ -143,18 +145,16 @@ class EmailsApiMiddleware:
             if resends < self.max_resends and (budget is None or budget.can_spend()):
                 why = "rate_limited" if response.status == 403 else "not_ready"
                 self.crawler.stats.inc_value(f"emails/hunter/resent/{why}")
-                await asyncio.sleep(_backoff(response, resends))
                 again = request.replace(dont_filter=True)
                 again.meta[_RESENDS_META] = resends + 1
+                # waits in the scheduler, not in the download slot (crawler/scheduler.py)
+                again.meta[NOT_BEFORE_META] = time.monotonic() + _backoff(response, resends)
                 return again
         return response
 
 
 def _backoff(response: Response, attempt: int) -> float:
-    retry_after = response.headers.get(b"Retry-After")
-    try:
-        if retry_after is not None:
-            return min(float(retry_after), 60.0)
-    except ValueError:
-        pass
+    asked = retry_after(response)
+    if asked is not None:
+        return min(asked, 60.0)
     return min(2.0**attempt, 60.0) * random.uniform(0.5, 1.0)
