@@ -10,7 +10,6 @@ and stats name them by position (``#1``). Declared by the GitHub source (``sourc
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -24,9 +23,12 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
 
 from crawler.middlewares import CREDENTIAL_HEADERS_META
+from crawler.scheduler import NOT_BEFORE_META
 
 logger = logging.getLogger(__name__)
 RATE_LIMIT_STATUSES = frozenset({403, 429})
+#: request meta: seconds a request already waited for a token budget to reset
+WAITED_META = "github_waited"
 
 
 UNKNOWN_BUDGET = 10**9  # a token whose window is new: the next response tells its real budget
@@ -141,7 +143,7 @@ class GithubRateLimitMiddleware:
             settings.get("GITHUB_API_URL") or "",
         )
 
-    async def process_request(self, request: Request) -> None:
+    async def process_request(self, request: Request) -> Request | None:
         if self.api_origin and _origin(request.url) != self.api_origin:
             # not the API (a redirect to another host, a download link): no token, no budget
             request.headers.pop(b"Authorization", None)
@@ -149,17 +151,18 @@ class GithubRateLimitMiddleware:
             self.crawler.stats.inc_value("github/requests/elsewhere_without_token")
             return None
         resource = resource_of(request.url)
-        waited = 0.0
-        while True:
-            index, wait = self.pool.acquire(resource)
-            if index is not None:
-                break
+        index, wait = self.pool.acquire(resource)
+        if index is None:
+            waited = request.meta.get(WAITED_META, 0.0)
             if waited + wait > self.max_wait:
                 raise IgnoreRequest(f"every GitHub token is exhausted for {resource} longer than GITHUB_MAX_WAIT")
             self.crawler.stats.inc_value(f"github/waited_for_reset/{resource}")
             logger.info("github: every token is out of %s budget; waiting %.0f s for the reset", resource, wait)
-            await asyncio.sleep(wait)
-            waited += wait
+            # back to the scheduler until the reset: no download slot is held, and a stop is prompt
+            later = request.replace(dont_filter=True)
+            later.meta[WAITED_META] = waited + wait
+            later.meta[NOT_BEFORE_META] = time.monotonic() + wait
+            return later
         request.meta["github_token"] = index
         request.meta["github_resource"] = resource
         token = self.pool.tokens[index]
@@ -189,6 +192,7 @@ class GithubRateLimitMiddleware:
         if response.status not in RATE_LIMIT_STATUSES or not _is_rate_limit(response, remaining):
             return response
         retry_after = _int_header(response, b"retry-after")
+        back_off = 0.0
         if retry_after is not None:
             # a secondary limit: the whole token rests, not just this request
             self.crawler.stats.inc_value("github/secondary_limit")
@@ -197,9 +201,13 @@ class GithubRateLimitMiddleware:
             self.crawler.stats.inc_value("github/exhausted")
             self.pool.exhaust(index, resource, reset)
         else:
-            attempt = request.meta.get("github_retries", 0)
-            await asyncio.sleep(min(2**attempt, 60) * random.uniform(0.75, 1.25))
-        return self._again(request, "rate_limited") or response
+            back_off = min(2 ** request.meta.get("github_retries", 0), 60) * random.uniform(0.75, 1.25)
+        again = self._again(request, "rate_limited")
+        if again is None:
+            return response
+        if back_off:  # waits in the scheduler, not in the download slot
+            again.meta[NOT_BEFORE_META] = time.monotonic() + back_off
+        return again
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         index = request.meta.get("github_token")
