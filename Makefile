@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench faults clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# the fault suite alone, at full scale (its CI scale runs within `make test`)
+faults: setup
+	FAULTS_SCALE=full $(BIN)/python -m pytest -q -m faults -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python -m bench.npm_crawl

@@ -174,3 +174,13 @@ def redis_prefix() -> Iterator[str]:
     if keys:
         server.delete(*keys)
     server.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's figures (tests/faults.py), when fault tests ran."""
+    from tests import faults
+
+    table = faults.summary()
+    if table is not None:
+        terminalreporter.write_sep("=", "fault suite: faults injected and what was lost")
+        terminalreporter.write_line(table)

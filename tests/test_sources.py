@@ -30,6 +30,7 @@ from crawler.middlewares.work import WorkMiddleware
 from crawler.sources import Setting, Source, all_sources
 from crawler.spiders.base import SourceSpider
 from crawler.storage import open_store
+from tests import faults
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = all_sources()
@@ -254,6 +255,7 @@ def _run_callback(spider, middleware: WorkMiddleware, request, response: Respons
     return asyncio.run(run())
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("name", sorted(SPIDERS))
 def test_every_callback_turns_hostile_answers_into_dead_letters(name, shape, monkeypatch, tmp_path):
@@ -286,6 +288,7 @@ def test_every_callback_turns_hostile_answers_into_dead_letters(name, shape, mon
         assert len(dead.reasons) > before, f"{label} left no dead letter"
         assert not [r for r in dead.reasons[before:] if r.startswith("callback_error")], f"{label}: {dead.reasons}"
         assert not any(getattr(r, "deleted", False) for r in records), f"{label} stored a tombstone"
+        faults.record(name, f"hostile answer: {shape}", 1)
         if not any(type(item).__name__ == "CloseSpider" for item in output):
             (done,) = [item for item in output if isinstance(item, WorkDone)]  # its unit completes, once
             released = cursors.complete(done)

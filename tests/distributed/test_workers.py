@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from crawler.meta import MetaDB
+from tests import faults
 from tests.conftest import REDIS_TEST_URL, Workspace
 from tests.fakes.npm import FakeNpmRegistry
 
@@ -109,6 +110,7 @@ def test_worker_mode_needs_redis(workspace):
     assert "mode=worker joins a distributed crawl: set REDIS_URL" in result.stderr
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env, stop):
     with FakeNpmRegistry(packages=600, seed=5, latency=0.03).serve() as fake:
@@ -152,6 +154,7 @@ def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env,
             # a stopped worker finishes and stores what it holds (Scrapy's graceful shutdown); what it could
             # not would go back to the queue as it leaves (tests/distributed/test_coordinator.py)
             assert runs["full"]["finish_reason"] == "shutdown"
+    faults.record("npm", f"distributed worker {'SIGKILL' if stop == signal.SIGKILL else 'SIGTERM'} mid-run", 1)
 
 
 def assert_cursor_not_ahead(workspace: Workspace, env: dict[str, str], positions: dict[str, int]) -> None:

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests import faults
+
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 
 def test_a_crawl_told_to_wait_forever_stops_at_once_on_sigterm(workspace, fake_npm, npm_env):
@@ -43,3 +45,4 @@ def test_a_crawl_told_to_wait_forever_stops_at_once_on_sigterm(workspace, fake_n
     assert took < 20, f"the stop took {took:.0f} s"
     assert fake_npm.total_requests == len(names)  # no retry was sent before its (capped) time
     assert workspace.meta().get_cursor("npm") is None
+    faults.record("npm", "Retry-After of 31 years, then SIGTERM", 1)

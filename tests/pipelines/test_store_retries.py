@@ -12,6 +12,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.pipelines import store as store_module
 from crawler.pipelines.store import StorePipeline
+from tests import faults
 
 
 class FlakyWriter:
@@ -58,11 +59,13 @@ class Batch(list):
     record_type = SimpleNamespace(namespace="ns")
 
 
+@pytest.mark.faults
 def test_an_outage_shorter_than_the_retry_window_loses_nothing():
     writer = FlakyWriter(failures=3)
     store = pipeline(writer, retry_seconds=5)
     assert asyncio.run(store._store(Batch([1, 2, 3]))) == ["written"]
     assert writer.calls == 4 and store.crawler.stats.get_value("store/retries") == 3
+    faults.record("(store)", "object store refusing 3 writes in a row", 3)
 
 
 def test_an_outage_longer_than_the_retry_window_gives_the_batch_up():

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from tests import faults
 from tests.fakes.npm import FakeNpmRegistry
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 PACKAGES = 300
 SETTINGS = {
@@ -49,7 +50,8 @@ def test_sigkill_at_several_points_loses_nothing(workspace):
         kills = 0
         # Kill after a growing number of requests served, so the points fall before the first flush,
         # between flushes and cursor saves, and late in the feed.
-        for kill_after in (5, 40, 90, 150, 230):
+        points = range(5, 290, 9) if faults.full_scale() else (5, 40, 90, 150, 230)
+        for kill_after in points:
             fake.reset_counters()
             process = start_crawl(workspace, env)
             deadline = time.monotonic() + 60
@@ -71,3 +73,4 @@ def test_sigkill_at_several_points_loses_nothing(workspace):
     # the uninterrupted run saved the feed's end: checkpoints reach the store in page order, each after
     # the records of its pages (a checkpoint released in one callback used to overtake another's records)
     assert cursor == max(positions.values())
+    faults.record("npm", "SIGKILL during an incremental sync", kills)
