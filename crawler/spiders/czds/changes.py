@@ -1,0 +1,93 @@
+"""Day-over-day changes of a zone: the names added and removed between two snapshots, out of core.
+
+A snapshot is the Parquet file of one zone date's delegations (``fqdn``, ``name_servers``), written
+beside the raw zone file while it is parsed. DuckDB anti-joins the two files with a memory limit and
+spills to a local directory beyond it, so memory stays bounded whatever the zone's size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crawler.storage import ObjectStore
+
+#: the snapshot of a zone date, beside its raw file
+SNAPSHOT_SUFFIX = ".domains.parquet"
+SNAPSHOT_SCHEMA = pa.schema([("fqdn", pa.string()), ("name_servers", pa.list_(pa.string()))])
+_DATE = re.compile(r"^(?P<tld>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.domains\.parquet$")
+ROWS_PER_BATCH = 200_000
+
+
+def raw_key(tld: str, zone_date: str) -> str:
+    """Where a zone file is kept raw: ``zones/<tld>/<tld>-<YYYY-MM-DD>.zone.gz``."""
+    return f"zones/{tld}/{tld}-{zone_date}.zone.gz"
+
+
+def snapshot_key(tld: str, zone_date: str) -> str:
+    return f"zones/{tld}/{tld}-{zone_date}{SNAPSHOT_SUFFIX}"
+
+
+def previous_snapshot(store: ObjectStore, tld: str, zone_date: str) -> tuple[str, str] | None:
+    """(key, zone date) of the latest snapshot of ``tld`` before ``zone_date``, if any."""
+    best: tuple[str, str] | None = None
+    for info in store.list(f"zones/{tld}/"):
+        match = _DATE.match(info.key.rsplit("/", 1)[-1])
+        if match and match["tld"] == tld and match["date"] < zone_date and (best is None or match["date"] > best[1]):
+            best = (info.key, match["date"])
+    return best
+
+
+def fetch_local(store: ObjectStore, key: str, directory: str) -> tuple[str, bool]:
+    """A local path of a stored object, streamed to ``directory`` when the store is remote; and
+    whether the caller must delete it."""
+    local = store.local_path(key)
+    if local is not None:
+        return local, False
+    filesystem, base = store.arrow_filesystem()
+    target = Path(directory) / (key.replace("/", "_") + ".part")
+    with filesystem.open_input_stream(f"{base}/{key}") as source, open(target, "wb") as sink:
+        while chunk := source.read(4 << 20):
+            sink.write(chunk)
+    return str(target), True
+
+
+class SnapshotWriter:
+    """Writes a zone date's delegations to a local Parquet file as they are parsed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writer = pq.ParquetWriter(path, SNAPSHOT_SCHEMA, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def changes(new: str, old: str, *, memory_mb: int, spill_directory: str) -> Iterator[pa.RecordBatch]:
+    """Batches of (fqdn, change, name_servers): names in ``new`` and not ``old`` (``added``, with their
+    new name servers) and in ``old`` and not ``new`` (``removed``, with their last ones)."""
+    connection = duckdb.connect(config={"threads": 1, "memory_limit": f"{memory_mb}MB"})
+    try:
+        connection.execute("SET temp_directory = ?", [spill_directory])
+        connection.execute("SET preserve_insertion_order = false")
+        reader = connection.sql(
+            """
+            SELECT n.fqdn, 'added' AS change, n.name_servers
+            FROM read_parquet($new) AS n ANTI JOIN read_parquet($old) AS o ON n.fqdn = o.fqdn
+            UNION ALL
+            SELECT o.fqdn, 'removed' AS change, o.name_servers
+            FROM read_parquet($old) AS o ANTI JOIN read_parquet($new) AS n ON n.fqdn = o.fqdn
+            """,
+            params={"new": new, "old": old},
+        ).to_arrow_reader(ROWS_PER_BATCH)
+        yield from reader
+    finally:
+        connection.close()
