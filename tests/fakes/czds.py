@@ -22,6 +22,7 @@ names that change from one zone date to the next (``churn`` removed and added pe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import threading
 import time
@@ -49,6 +50,8 @@ class Zone:
     path: str
     last_modified: datetime
     fault: str | None = None
+    #: seconds between 64 KiB chunks of the body (a slow download, to kill a crawl during it)
+    delay: float = 0.0
 
 
 @dataclass
@@ -60,6 +63,9 @@ class FakeCzds:
     login_limit: int = 8
     login_window: float = 300.0
     base_url: str = ""
+    #: after this many authorized requests every token is revoked, once (a 401 mid-run)
+    revoke_after: int | None = None
+    authorized: int = 0
     #: counts, for tests: logins attempted, and requests per (method, tld)
     logins: int = 0
     downloads: dict[str, int] = field(default_factory=dict)
@@ -70,9 +76,11 @@ class FakeCzds:
 
     # -- control ------------------------------------------------------------------------------------
 
-    def add_zone(self, tld: str, path: str | Path, last_modified: datetime, fault: str | None = None) -> None:
+    def add_zone(
+        self, tld: str, path: str | Path, last_modified: datetime, fault: str | None = None, delay: float = 0.0
+    ) -> None:
         assert fault in (None, *FAULTS), fault
-        self.zones[tld] = Zone(str(path), last_modified, fault)
+        self.zones[tld] = Zone(str(path), last_modified, fault, delay)
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -135,10 +143,18 @@ class FakeCzds:
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ")
-        if not header.startswith("Bearer ") or token not in self._tokens:
-            return False
-        claims = orjson.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        return claims["exp"] > time.time()
+        with self._lock:
+            if not header.startswith("Bearer ") or token not in self._tokens:
+                return False
+            claims = orjson.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+            if claims["exp"] <= time.time():
+                return False
+            self.authorized += 1
+            if self.revoke_after is not None and self.authorized > self.revoke_after:
+                self.revoke_after = None
+                self._tokens.clear()
+                return False
+            return True
 
     async def links(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -174,13 +190,16 @@ class FakeCzds:
         await response.prepare(request)
         limit = served // 2 if zone.fault == "cut" else served
         sent = 0
+        chunk_size = 64 * 1024 if zone.delay else 1 << 20
         with open(zone.path, "rb") as source:
             while sent < limit:
-                chunk = source.read(min(1 << 20, limit - sent))
+                chunk = source.read(min(chunk_size, limit - sent))
                 if not chunk:
                     break
                 await response.write(chunk)
                 sent += len(chunk)
+                if zone.delay:
+                    await asyncio.sleep(zone.delay)
         if zone.fault == "cut":
             assert request.transport is not None
             request.transport.close()  # the connection drops with the body half sent
