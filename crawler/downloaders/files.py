@@ -42,7 +42,8 @@ STREAM_TO_FILE_META = "stream_to_file"
 DOWNLOADED_FILE_META = "downloaded_file"
 #: response meta: the number of body bytes written to that file
 DOWNLOADED_BYTES_META = "downloaded_bytes"
-#: name prefix of the files this handler writes (a bulk spider removes stale ones)
+#: name prefix of the files this handler writes (a bulk spider removes stale ones, and names the files
+#: it derives from them with the same prefix)
 FILE_PREFIX = ".download-"
 CHUNK_BYTES = 1 << 20
 #: the most of an error body (not 2xx) kept in memory
@@ -139,7 +140,7 @@ def discard_download(path: str | None) -> None:
 def remove_stale_downloads(directory: str) -> int:
     """Remove the files a killed process left in ``directory`` (call before a crawl downloads there)."""
     removed = 0
-    for path in Path(directory).glob(f"{FILE_PREFIX}*.part") if Path(directory).is_dir() else ():
+    for path in Path(directory).glob(f"{FILE_PREFIX}*") if Path(directory).is_dir() else ():
         discard_download(str(path))
         removed += 1
     return removed
