@@ -71,9 +71,10 @@ class NormalizePipeline:
         if record_type not in getattr(spider, "records", ()):
             reason = f"undeclared_record_type: {record_type.__name__} is not in {spider.name}.records"
             return self._reject_table(item.table, reason)
+        schema = record_schema(record_type)
         try:
-            table = item.table.select(record_schema(record_type).names).cast(record_schema(record_type))
-        except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+            table = item.table.select(schema.names)
+        except (KeyError, ValueError, pa.ArrowException) as exc:
             return self._reject_table(item.table, f"invalid_records: {type(exc).__name__}: {str(exc)[:200]}")
         keyed = None
         for column in record_type.key:
@@ -92,6 +93,10 @@ class NormalizePipeline:
             )
             self.crawler.stats.inc_value("normalize/rows_without_key", missing)
             table = table.filter(keyed)
+        try:
+            table = table.cast(schema)
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            return self._reject_table(item.table, f"invalid_records: {type(exc).__name__}: {str(exc)[:200]}")
         rows = table.num_rows
         schema = arrow_schema(record_type)
         metadata = {
