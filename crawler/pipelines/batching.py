@@ -75,8 +75,8 @@ class Batcher:
         max_records: int,
         max_bytes: int,
         idle_seconds: float,
-        columnar_max_records: int = 500_000,
-        columnar_max_bytes: int = 128 * 1024 * 1024,
+        columnar_max_records: int = 200_000,
+        columnar_max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.max_records = max_records
         self.max_bytes = max_bytes

@@ -43,6 +43,8 @@ from tests.fakes._server import run_in_thread, run_standalone
 USERNAME = "zone-user@example.com"
 PASSWORD = "tlpWtpkEj8NT2#m"
 FAULTS = ("forbidden", "terms", "cut", "short", "corrupt")
+#: a SHA-256 digest's length (dnspython checks it)
+DS_DIGEST = "49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE49FD46E6C4B45C55D4AC69CB"
 
 
 @dataclass
@@ -251,13 +253,13 @@ def write_zone(
             if syntax == "registry":
                 lines.append(f"{label}.{tld}.\t172800\tin\tns\t{first}.\n{label}.{tld}.\t172800\tin\tns\t{second}.\n")
                 if index % 10 == 0:
-                    lines.append(f"{label}.{tld}.\t86400\tin\tds\t{index % 65535} 8 2 49FD46E6C4B45C55D4AC69CB\n")
+                    lines.append(f"{label}.{tld}.\t86400\tin\tds\t{index % 65535} 8 2 {DS_DIGEST}\n")
                 if index % 100 == 0:
                     lines.append(f"ns1.{label}.{tld}.\t172800\tin\ta\t192.0.2.{index % 250}\n")
             else:
                 lines.append(f"{label} NS {first}.\n\t NS {second}.\n")
                 if index % 10 == 0:
-                    lines.append(f'\t86400 IN DS ( {index % 65535} 8 2\n\t\t49FD46E6C4B45C55D4AC69CB ) ; "key"\n')
+                    lines.append(f'\t86400 IN DS ( {index % 65535} 8 2\n\t\t{DS_DIGEST} ) ; "key"\n')
                 if index % 100 == 0:
                     lines.append(f"ns1.{label} A 192.0.2.{index % 250}\n")
             if len(lines) >= 20_000:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -74,6 +73,8 @@ class SnapshotWriter:
 def changes(new: str, old: str, *, memory_mb: int, spill_directory: str) -> Iterator[pa.RecordBatch]:
     """Batches of (fqdn, change, name_servers): names in ``new`` and not ``old`` (``added``, with their
     new name servers) and in ``old`` and not ``new`` (``removed``, with their last ones)."""
+    import duckdb  # only a run that diffs pays for loading it
+
     connection = duckdb.connect(config={"threads": 1, "memory_limit": f"{memory_mb}MB"})
     try:
         connection.execute("SET temp_directory = ?", [spill_directory])

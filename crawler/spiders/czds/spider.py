@@ -21,6 +21,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -57,6 +58,7 @@ class CzdsSpider(SourceSpider):
         """``tlds``: comma-separated zones to fetch (default: every approved zone)."""
         super().__init__(**kwargs)
         self.tlds = {t.strip().lower().strip(".") for t in (tlds or "").split(",") if t.strip()}
+        self._worker: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> CzdsSpider:
@@ -186,7 +188,7 @@ class CzdsSpider(SourceSpider):
             self.dead_letter("no_last_modified: the zone file has no Last-Modified", response=response)
             return
         try:
-            unpacked = await asyncio.to_thread(zonefile.verify_gzip, path)
+            unpacked = await self.in_worker(zonefile.verify_gzip, path)
         except (EOFError, OSError, ValueError) as exc:
             self.dead_letter(f"corrupt_gzip: {type(exc).__name__}: {str(exc)[:200]}", response=response)
             return
@@ -194,13 +196,13 @@ class CzdsSpider(SourceSpider):
         # the zone's position: once its records, changes and summary below are stored
         self.checkpoint(response, modified.isoformat(), key=tld, hold_on_failure=True)
         store = self.services.store
-        await asyncio.to_thread(store.put_file, diff.raw_key(tld, zone_date), path, "application/gzip")
+        await self.in_worker(store.put_file, diff.raw_key(tld, zone_date), path, "application/gzip")
 
         stats = zonefile.ZoneStats()
         tables = zonefile.delegations(path, tld + ".", stats)
         writer = diff.SnapshotWriter(snapshot)
         try:
-            while (table := await asyncio.to_thread(_next_written, tables, writer)) is not None:
+            while (table := await self.in_worker(_next_written, tables, writer)) is not None:
                 yield ArrowRecords(ZoneDomain, with_constants(table, tld=tld, zone_date=zone_date))
         finally:
             writer.close()
@@ -211,19 +213,19 @@ class CzdsSpider(SourceSpider):
                 url=response.url,
                 payload="\n".join(stats.samples),
             )
-        await asyncio.to_thread(
+        await self.in_worker(
             store.put_file, diff.snapshot_key(tld, zone_date), snapshot, "application/vnd.apache.parquet"
         )
 
-        previous = await asyncio.to_thread(diff.previous_snapshot, store, tld, zone_date)
+        previous = await self.in_worker(diff.previous_snapshot, store, tld, zone_date)
         added = removed = None
         if previous is not None:
             added = removed = 0
             old_key, previous_date = previous
-            old, remove_after = await asyncio.to_thread(diff.fetch_local, store, old_key, self.download_dir)
+            old, remove_after = await self.in_worker(diff.fetch_local, store, old_key, self.download_dir)
             try:
                 batches = diff.changes(snapshot, old, memory_mb=self.diff_memory_mb, spill_directory=self.download_dir)
-                while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                while (batch := await self.in_worker(next, batches, None)) is not None:
                     counts = batch.column("change").value_counts().to_pylist()
                     for entry in counts:
                         if entry["values"] == "added":
@@ -263,6 +265,18 @@ class CzdsSpider(SourceSpider):
             ),
             response=response,
         )
+
+    async def in_worker(self, func: Any, *args: Any) -> Any:
+        """``func(*args)`` on the spider's one worker thread: reading a zone is CPU work that must not
+        hold the event loop, and one thread keeps Arrow's allocations in one heap (a pool of threads
+        each kept its own, and the peak memory doubled)."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="czds-zone")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, func, *args)
+
+    def closed(self, reason: str) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
 
     def refused(self, response: Response, tld: str) -> None:
         self.crawler.stats.inc_value(f"czds/refused/{response.status}")
