@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from scrapy.http import Request, Response
 
 from crawler.spiders.czds.auth import LoginFailed, TokenMiddleware, token_expiry
-from tests.fakes.czds import FakeCzds, _b64, write_zone, zone_day
+from tests.fakes.czds import FakeCzds, _b64, domain_label, name_servers, write_zone, zone_day
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,6 +112,24 @@ def test_an_unchanged_zone_is_not_downloaded_again_and_a_new_day_gives_its_chang
     assert len(added) == 25 and not {r["fqdn"] for r in added} & first_day
     (summary,) = workspace.query("SELECT added, removed FROM zone_files WHERE zone_date = '2026-11-02'", **env)
     assert summary == {"added": 25, "removed": 25}
+
+
+README_QUERY = (
+    "SELECT fqdn, name_servers FROM zone_changes WHERE tld = 'example' AND change = 'added' "
+    "AND zone_date = strftime(current_date - 1, '%Y-%m-%d') ORDER BY fqdn"
+)
+
+
+def test_the_readme_query_answers_the_domains_added_yesterday(workspace, fake, zones):
+    today = datetime.now(UTC).replace(hour=0, minute=5, second=0, microsecond=0)
+    env = czds_env(fake, workspace)
+    fake.add_zone("example", zones["day0"], today - timedelta(days=2))
+    workspace.crawl("czds", "tlds=example", **env)
+    fake.add_zone("example", zones["day1"], today - timedelta(days=1))
+    workspace.crawl("czds", "tlds=example", **env)
+    added = workspace.query(README_QUERY, **env)
+    assert [row["fqdn"] for row in added] == sorted(f"{domain_label(i)}.example" for i in range(2000, 2025))
+    assert added[0]["name_servers"] == list(name_servers(2000))
 
 
 @pytest.mark.parametrize(
