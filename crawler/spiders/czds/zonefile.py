@@ -31,7 +31,7 @@ from isal import igzip
 COLUMNS = ("owner", "type", "rdata")
 REGISTRY_FIELDS = ("owner", "ttl", "class", "type", "rdata")
 #: bytes of decompressed text per block of the CSV reader (one Arrow table per block)
-BLOCK_BYTES = 2 << 20
+BLOCK_BYTES = 1 << 20
 #: records per table of the RFC 1035 reader
 RFC1035_BATCH = 200_000
 SNIFF_BYTES = 64 * 1024
