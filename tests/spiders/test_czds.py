@@ -300,3 +300,34 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
     assert not workspace.data.exists(), "nothing may be written to the local folder"
     rows = workspace.query("SELECT change, count(*) AS n FROM zone_changes GROUP BY change ORDER BY change", **env)
     assert rows == [{"change": "added", "n": 25}, {"change": "removed", "n": 25}]
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_parse_loses_nothing_and_reads_that_zone_again(workspace, fake, tmp_path):
+    big = write_zone(tmp_path / "big.gz", "big", 400_000)
+    fake.add_zone("big", big, zone_day(0))
+    env = {**workspace.env, **czds_env(fake, workspace), "COLUMNAR_BATCH_MAX_RECORDS": "20000"}
+    raw = workspace.data / "zones/big/big-2026-11-01.zone.gz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "crawl", "czds", "-a", "tlds=big"],
+        cwd=workspace.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not raw.exists():
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)  # the raw file is kept: the zone is being parsed
+    process.wait(timeout=30)
+    meta = workspace.meta()
+    if meta.get_cursor("czds", "big") is not None:
+        pytest.skip("the zone was read before the kill (a fast machine): nothing to recover")
+    workspace.crawl("czds", "tlds=big", **czds_env(fake, workspace))
+    assert fake.downloads["big"] == 2
+    (row,) = workspace.query(
+        "SELECT count(*) AS n, count(DISTINCT fqdn) AS names FROM domains WHERE tld = 'big'",
+        **czds_env(fake, workspace),
+    )
+    assert row["n"] == row["names"] == 400_000  # the latest record per key: no name twice, none lost
+    assert meta.get_cursor("czds", "big") == "2026-11-01T00:05:00+00:00"

@@ -36,8 +36,6 @@ BLOCK_BYTES = 1 << 20
 RFC1035_BATCH = 200_000
 SNIFF_BYTES = 64 * 1024
 READ_CHUNK = 4 << 20
-NS_TYPES = ("ns", "NS", "Ns", "nS")
-DS_TYPES = ("ds", "DS", "Ds", "dS")
 
 
 @dataclass
@@ -119,7 +117,12 @@ def _registry_tables(path: str, stats: ZoneStats) -> Iterator[pa.Table]:
             invalid_row_handler=invalid,
         ),
         convert_options=csv.ConvertOptions(
-            column_types={name: pa.string() for name in REGISTRY_FIELDS}, include_columns=list(COLUMNS)
+            # the type column dictionary-encoded: a handful of values, counted and matched by index
+            column_types={
+                **{name: pa.string() for name in REGISTRY_FIELDS},
+                "type": pa.dictionary(pa.int32(), pa.string()),
+            },
+            include_columns=list(COLUMNS),
         ),
     )
     for batch in reader:
@@ -272,8 +275,9 @@ def _run_starts(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _name_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Names as stored: without the final dot, lowercase."""
-    return pc.utf8_lower(pc.utf8_rtrim(values, characters="."))
+    """Names as stored: without the final dot. Already lowercase: the registry format's names are, and
+    the RFC 1035 reader folds them."""
+    return pc.utf8_rtrim(values, characters=".")
 
 
 class Delegations:
@@ -286,15 +290,10 @@ class Delegations:
 
     def add(self, table: pa.Table) -> pa.Table | None:
         """The delegations complete in this table (None: none yet)."""
-        types = table.column("type")
         self.stats.records += table.num_rows
-        for entry in pc.value_counts(types).to_pylist():
-            self.stats.types[str(entry["values"]).lower()] += entry["counts"]
-        wanted = pc.and_(
-            pc.is_in(types, value_set=pa.array(NS_TYPES + DS_TYPES)),
-            pc.not_equal(table.column("owner"), self.origin),
-        )
-        rows = table.select(list(COLUMNS)).filter(wanted)
+        kind = self._kinds(table.column("type"))
+        wanted = pc.and_(pc.greater(kind, 0), pc.not_equal(table.column("owner"), self.origin))
+        rows = pa.table({"owner": table.column("owner"), "kind": kind, "rdata": table.column("rdata")}).filter(wanted)
         if self.carry is not None:
             rows = pa.concat_tables([self.carry, rows])
             self.carry = None
@@ -307,13 +306,26 @@ class Delegations:
         rows = rows.slice(0, tail)
         return self._delegations(rows) if rows.num_rows else None
 
+    def _kinds(self, types: pa.ChunkedArray) -> pa.Array:
+        """Per record: 1 for NS, 2 for DS, 0 for any other type; counts every type into the stats. The
+        types are dictionary-encoded (a few distinct values), so all of it works on small integers."""
+        encoded = types.combine_chunks() if isinstance(types, pa.ChunkedArray) else types
+        if not pa.types.is_dictionary(encoded.type):
+            encoded = encoded.dictionary_encode()
+        names = [str(value).lower() for value in encoded.dictionary.to_pylist()]
+        for entry in pc.value_counts(encoded.indices).to_pylist():
+            if entry["values"] is not None:
+                self.stats.types[names[entry["values"]]] += entry["counts"]
+        codes = pa.array([1 if name == "ns" else 2 if name == "ds" else 0 for name in names], pa.int8())
+        return pc.fill_null(codes.take(encoded.indices), 0)
+
     def finish(self) -> pa.Table | None:
         rows, self.carry = self.carry, None
         return self._delegations(rows) if rows is not None and rows.num_rows else None
 
     def _delegations(self, rows: pa.Table) -> pa.Table | None:
-        types = rows.column("type")
-        ns = rows.filter(pc.is_in(types, value_set=pa.array(NS_TYPES)))
+        kinds = rows.column("kind")
+        ns = rows.filter(pc.equal(kinds, 1))
         if ns.num_rows == 0:
             return None
         owners = ns.column("owner").combine_chunks()
@@ -321,7 +333,7 @@ class Delegations:
         fqdn = owners.take(starts)
         offsets = pa.concat_arrays([starts.cast(pa.int32()), pa.array([ns.num_rows], pa.int32())])
         servers = pa.ListArray.from_arrays(offsets, _name_text(ns.column("rdata").combine_chunks()))
-        signed_owners = rows.filter(pc.is_in(types, value_set=pa.array(DS_TYPES))).column("owner")
+        signed_owners = rows.filter(pc.equal(kinds, 2)).column("owner")
         has_ds = pc.is_in(fqdn, value_set=signed_owners.combine_chunks())
         table = pa.Table.from_arrays([_name_text(fqdn), servers, has_ds], schema=DELEGATION_SCHEMA)
         self.stats.domains += table.num_rows
