@@ -39,6 +39,11 @@ def readme_tables(sources: dict[str, Source]) -> str:
             f"Namespaces: {namespaces}. Modes: {modes}. Policy: {policy.concurrency} concurrent requests, "
             f"{policy.retries} retries, responses up to {policy.max_response_bytes // 1024 // 1024} MB.\n\n"
         )
+        parts.append("| argument (`-a`) | type | meaning |\n|---|---|---|\n")
+        for argument in source.all_arguments():
+            choices = f" One of {', '.join(f'`{c}`' for c in argument.choices)}." if argument.choices else ""
+            parts.append(f"| `{argument.name}` | {argument.type} | {argument.help.replace('|', '/')}{choices} |\n")
+        parts.append("\n")
         if source.settings:
             parts.append("| setting | type | default | meaning |\n|---|---|---|---|\n")
             for setting in source.settings:
@@ -48,6 +53,33 @@ def readme_tables(sources: dict[str, Source]) -> str:
                     f"| `{setting.name}` | {kind} | {_default(setting)} | {setting.help.replace('|', '/')}{choices} |\n"
                 )
     return "".join(parts)
+
+
+def describe(source: Source) -> str:
+    """What ``scrapy describe <source>`` prints: arguments, modes, namespaces, settings, schedule."""
+    lines = [f"{source.name}: {source.title}", "", "arguments (-a name=value):"]
+    for argument in source.all_arguments():
+        choices = f" [{'|'.join(argument.choices)}]" if argument.choices else ""
+        lines.append(f"  {argument.name:<16} {argument.type:<5} {argument.help}{choices}")
+    lines += ["", "namespaces:"]
+    for record in source.records:
+        version = f", version {record.version_column}" if record.version_column else ""
+        lines.append(f"  {record.namespace:<24} view {record.table}, key {', '.join(record.key)}{version}")
+    lines += ["", "settings (-s NAME=value or the environment):"]
+    for setting in source.settings:
+        kind = setting.type + (", secret" if setting.secret else "")
+        default = "" if setting.secret or setting.default in (None, "") else f" (default {setting.default})"
+        lines.append(f"  {setting.name:<28} {kind:<12} {setting.help}{default}")
+    policy = source.policy
+    lines += [
+        "",
+        f"policy: {policy.concurrency} concurrent requests, {policy.retries} retries, "
+        f"responses up to {policy.max_response_bytes // 1024 // 1024} MB",
+    ]
+    if source.schedule is not None:
+        arguments = " ".join(f"-a {k}={v}" for k, v in source.schedule.arguments.items())
+        lines.append(f"schedule: {source.schedule.cron} (UTC) {arguments}".rstrip())
+    return "\n".join(lines)
 
 
 def env_section(sources: dict[str, Source]) -> str:

@@ -5,8 +5,10 @@ them against the installed Scrapy and names the Scrapy version when one has move
 fix them here (and nowhere else). This module imports nothing from Scrapy at import time, so that
 ``crawler/settings.py`` can use it.
 
-* :data:`AIOHTTP_HANDLER`: the import path of Scrapy's experimental aiohttp download handler
-  (``DOWNLOAD_HANDLERS``; it costs less CPU per response than the Twisted one, see ``bench/npm_crawl.py``).
+* :data:`AIOHTTP_HANDLER`: the import path of the download handler (``DOWNLOAD_HANDLERS``): Scrapy's
+  experimental aiohttp handler (it costs less CPU per response than the Twisted one, see
+  ``bench/npm_crawl.py``), as ``AiohttpHandler``, which does not log Scrapy's "experimental" warning at
+  every crawl's start: the choice is the platform's, held to its tests, and nothing an operator can act on.
 * :func:`wake_engine`: make the engine ask its scheduler for requests now rather than at its next
   heartbeat (5 s); the distributed worker's poll (``crawler/distributed/extension.py``).
 """
@@ -18,7 +20,18 @@ from typing import Any
 __all__ = ["AIOHTTP_HANDLER", "ScrapyCompatError", "wake_engine"]
 
 #: ``scrapy.core.downloader.handlers._aiohttp`` is private while the handler is experimental
-AIOHTTP_HANDLER = "scrapy.core.downloader.handlers._aiohttp.AiohttpDownloadHandler"
+AIOHTTP_HANDLER = "crawler.scrapy_compat.AiohttpHandler"
+
+
+def __getattr__(name: str) -> Any:
+    # built on first use, so that importing this module imports nothing from Scrapy
+    if name == "AiohttpHandler":
+        from scrapy.core.downloader.handlers._aiohttp import AiohttpDownloadHandler
+
+        handler = type("AiohttpHandler", (AiohttpDownloadHandler,), {"experimental": False, "__module__": __name__})
+        globals()[name] = handler
+        return handler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ScrapyCompatError(RuntimeError):

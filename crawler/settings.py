@@ -70,6 +70,9 @@ ADDONS = {
     "crawler.distributed.RedisAddon": 0,
 }
 EXTENSIONS = {
+    # Scrapy's, but control items are not counted as dropped items
+    "scrapy.extensions.corestats.CoreStats": None,
+    "crawler.extensions.stats.CoreStats": 0,
     "crawler.extensions.services.Services": 0,
     "crawler.extensions.cursors.Cursors": 0,
     "crawler.distributed.extension.Distributed": 1,  # off unless REDIS_URL is set
@@ -148,8 +151,9 @@ MONITOR_SMTP_USER = _env("MONITOR_SMTP_USER")
 MONITOR_SMTP_PASSWORD = _env("MONITOR_SMTP_PASSWORD")
 MONITOR_SMTP_STARTTLS = _env("MONITOR_SMTP_STARTTLS", "false")
 MONITOR_SMTP_SSL = _env("MONITOR_SMTP_SSL", "false")
-# a progress line (items, rate, responses, dead letters, backlog and ETA) every this many seconds; 0: off
-PROGRESS_INTERVAL = float(_env("PROGRESS_INTERVAL", "30"))
+# a progress line (items, rate, responses, dead letters, backlog and ETA) every this many seconds; 0: off;
+# unset: every 5 s on a terminal, every 30 s into a log file (crawler/extensions/progress.py)
+PROGRESS_INTERVAL = _env("PROGRESS_INTERVAL")
 
 # -- storage lifecycle (scrapy compact) -----------------------------------------------------------
 COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(64 * 1024 * 1024)))

@@ -11,15 +11,20 @@ names the source (``tests/test_sources.py`` checks it).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import pkgutil
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from scrapy.exceptions import UsageError
 
 from crawler.config import SettingError
 from crawler.policy import SourcePolicy
@@ -116,6 +121,75 @@ class Setting:
         return value
 
 
+def _parse_date(value: Any) -> str:
+    text = str(value).strip()
+    datetime.fromisoformat(text.replace("Z", "+00:00"))  # raises ValueError
+    return text
+
+
+def _parse_file(value: Any) -> str:
+    path = Path(str(value).strip())
+    if not path.is_file():
+        raise ValueError(value)
+    return str(path)
+
+
+#: argument type -> (what is expected, parser); a parser returns the value the spider receives
+ARGUMENT_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "str": ("a non-empty value", lambda v: str(v)),
+    "list": ("a comma-separated list", lambda v: ",".join(_parse_list(v)) or _raise(ValueError(v))),
+    "int": ("an integer", lambda v: str(int(str(v).strip()))),
+    "date": ("an ISO date or time (2026-11-01, 2026-11-01T08:00:00Z)", _parse_date),
+    "file": ("the path of a readable file", _parse_file),
+}
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+class ArgumentError(UsageError):
+    """A spider argument (``-a name=value``) that is unknown or not of the declared type: one line,
+    exit status 2, nothing fetched."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, print_help=False)
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One spider argument (``-a name=value``): checked before the crawl starts."""
+
+    name: str
+    help: str
+    type: str = "str"
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.type not in ARGUMENT_TYPES:
+            raise TypeError(f"{self.name}: unknown argument type {self.type!r}")
+
+    def parse(self, source: str, raw: Any) -> Any:
+        """The value the spider receives, or :class:`ArgumentError` naming the argument."""
+        expected, parser = ARGUMENT_TYPES[self.type]
+        if self.choices:
+            expected = "one of " + ", ".join(self.choices)
+        text = str(raw).strip()
+        try:
+            if not text:
+                raise ValueError(raw)
+            value = parser(text)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"{source}: -a {self.name}: expected {expected}, got {text!r}") from None
+        if self.choices and value not in self.choices:
+            raise ArgumentError(f"{source}: -a {self.name}: expected {expected}, got {text!r}")
+        return value
+
+
+#: arguments every source spider takes (see :class:`crawler.spiders.base.SourceSpider`)
+SHARD_ARGUMENT = Argument("shard", "`i/n`: take the named keys whose stable hash falls in shard i of n.")
+
+
 @dataclass(frozen=True)
 class Schedule:
     """When the scheduled crawl of a source runs (UTC) and with which spider arguments."""
@@ -151,6 +225,35 @@ class Source:
     downloader_middlewares: Mapping[str, int] = field(default_factory=dict)
     #: the source's own transports (URL scheme -> download handler import path)
     download_handlers: Mapping[str, str] = field(default_factory=dict)
+    #: the spider's arguments (``-a name=value``), besides ``mode`` (from ``modes``) and ``shard``
+    arguments: tuple[Argument, ...] = ()
+
+    def all_arguments(self) -> tuple[Argument, ...]:
+        """The declared arguments, then ``mode`` (when the source has modes) and ``shard``."""
+        common: list[Argument] = []
+        if self.modes:
+            modes = (*self.modes, "worker")
+            common.append(
+                Argument("mode", "What to crawl (`worker`: take work from a distributed crawl).", choices=modes)
+            )
+        return (*self.arguments, *common, SHARD_ARGUMENT)
+
+    def check_arguments(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as the spider receives them, checked: an unknown name or a bad value is an
+        :class:`ArgumentError`. Underscored names (``_job`` and others a deployment passes) are kept."""
+        declared = {argument.name: argument for argument in self.all_arguments()}
+        checked: dict[str, Any] = {}
+        for name, value in given.items():
+            if name.startswith("_"):
+                checked[name] = value
+                continue
+            argument = declared.get(name)
+            if argument is None:
+                close = difflib.get_close_matches(name, declared, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ArgumentError(f"{self.name}: unknown argument -a {name}{hint}; arguments: {', '.join(declared)}")
+            checked[name] = argument.parse(self.name, value)
+        return checked
 
     def raw_value(self, settings: Mapping[str, Any] | Any, name: str) -> Any:
         """A setting as given: Scrapy settings (command line, project) first, then the environment."""

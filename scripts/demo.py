@@ -27,9 +27,24 @@ FROM packages GROUP BY ALL ORDER BY packages DESC, source, license LIMIT 12
 """
 
 
+#: the log lines the demo shows of a crawl: its progress, what it stored, and anything wrong
+SHOWN = ("progress:", "stored ", " WARNING: ", " ERROR: ", " CRITICAL: ", "error:", "exit status")
+
+
 def scrapy(*args: str, env: dict[str, str]) -> None:
     print("$ scrapy " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "scrapy", *args], cwd=ROOT, env=env, check=True)
+    if args[0] != "crawl":
+        subprocess.run([sys.executable, "-m", "scrapy", *args], cwd=ROOT, env=env, check=True)
+        return
+    crawl = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert crawl.stderr is not None
+    for line in crawl.stderr:
+        if any(marker in line for marker in SHOWN):
+            print("  " + line.split("] ", 1)[-1].rstrip(), flush=True)
+    if crawl.wait() != 0:
+        raise SystemExit(f"scrapy {' '.join(args)} exited {crawl.returncode}")
 
 
 def start_fake(module: str, *args: str) -> tuple[subprocess.Popen, dict[str, str]]:
@@ -73,7 +88,8 @@ def main() -> None:
             "NPM_REGISTRY_URL": npm_urls["registry_url"],
             "NPM_CHANGES_URL": npm_urls["changes_url"],
             "PYPI_URL": pypi_urls["url"],
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+            "PROGRESS_INTERVAL": os.environ.get("PROGRESS_INTERVAL", "2"),
             "BATCH_IDLE_SECONDS": "2",
         }
         for source in ("npm", "pypi"):

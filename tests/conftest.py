@@ -33,7 +33,11 @@ class Workspace:
     def data(self) -> Path:
         return self.path / "data"
 
-    def scrapy(self, *args: str, timeout: float = 120, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    def scrapy(
+        self, *args: str, timeout: float = 120, check: bool = True, exit_status: int = 0, **env: str
+    ) -> subprocess.CompletedProcess:
+        """Run ``scrapy <args>`` here; with ``check``, assert it exits with ``exit_status`` (for a crawl:
+        4 when its monitors fail, see crawler/commands/crawl.py)."""
         result = subprocess.run(
             [sys.executable, "-m", "scrapy", *args],
             cwd=self.path,
@@ -42,8 +46,10 @@ class Workspace:
             text=True,
             timeout=timeout,
         )
-        if check and result.returncode != 0:
-            raise AssertionError(f"scrapy {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
+        if check and result.returncode != exit_status:
+            raise AssertionError(
+                f"scrapy {' '.join(args)} exited {result.returncode}, not {exit_status}:\n{result.stderr[-4000:]}"
+            )
         return result
 
     def crawl(self, spider: str, *arguments: str, settings: dict[str, Any] | None = None, **kw: Any):

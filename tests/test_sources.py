@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from crawler import docs
 from crawler.config import SettingError
 from crawler.extensions.cursors import Cursors
-from crawler.items import Record
+from crawler.items import Record, arrow_schema
 from crawler.items.control import Checkpoint, WorkDone
 from crawler.meta import MetaDB
 from crawler.middlewares.work import WorkMiddleware
@@ -92,6 +92,11 @@ def test_every_source_declares_sane_policy_settings_and_records(name):
         assert Record.registry[record_type.namespace] is record_type
         assert record_type.key and all(k in record_type.model_fields for k in record_type.key)
         assert record_type.__module__ == f"crawler.spiders.{name}.records"
+        # what other sources read through crawler.inputs must be real string columns
+        declared = [*record_type.domain_columns, *(c for pair in record_type.people_columns for c in pair)]
+        for column in declared:
+            assert column in record_type.model_fields, f"{record_type.__name__}.{column} is not a column"
+            assert str(arrow_schema(record_type).field(column).type) == "string"
 
 
 @pytest.mark.parametrize("name", sorted(SPIDERS))

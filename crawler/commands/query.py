@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +17,7 @@ from scrapy.exceptions import UsageError
 from crawler.config import IngestionConfig
 from crawler.items import Record
 from crawler.query.output import render_json, render_table
-from crawler.storage import open_store
+from crawler.storage import ObjectStore, open_store
 
 FORMATS = ("table", "json", "csv", "parquet")
 
@@ -47,11 +50,22 @@ class Command(ScrapyCommand):
             raise UsageError("give one SQL query, quoted")
         assert self.settings is not None
         config = IngestionConfig.from_settings(self.settings)
-        con = connect(open_store(config.storage_uri))
         if opts.format == "parquet" and not opts.output:
             raise UsageError("--format parquet needs --output FILE")
         try:
-            relation = con.sql(args[0])
+            count = len(duckdb.extract_statements(args[0]))
+        except duckdb.Error:
+            count = 1  # a syntax error: reported when the query runs
+        if count != 1:  # as the HTTP API: one statement, so a result is never half of the work
+            raise UsageError(f"give one SQL statement, got {count}", print_help=False)
+        with _store(config.storage_uri) as store:
+            self._answer(connect(store), args[0], opts)
+
+    def _answer(self, con: Any, sql: str, opts: argparse.Namespace) -> None:
+        import duckdb
+
+        try:
+            relation = con.sql(sql)
             if opts.format in ("csv", "parquet"):
                 write_file(relation, opts.format, opts.output)
                 return
@@ -67,11 +81,38 @@ class Command(ScrapyCommand):
             print(text)
 
 
+@contextmanager
+def _store(uri: str) -> Iterator[ObjectStore]:
+    """The store to query; a local folder that does not exist is an empty store, and is not created."""
+    local = uri.strip().removeprefix("file://") if "://" not in uri or uri.startswith("file://") else None
+    if local is not None and not Path(os.path.expanduser(local)).exists():
+        with tempfile.TemporaryDirectory(prefix="empty-store-") as empty:
+            yield open_store(empty)
+        return
+    yield open_store(uri)
+
+
+def _nested_as_json(relation: Any) -> Any:
+    """The relation with every nested column (list, struct, map, …) as JSON text: CSV cells that any tool
+    reads back, not DuckDB's display form."""
+    nested = ("[]", "STRUCT(", "MAP(", "UNION(")
+    columns = [
+        f"to_json({_quoted(name)}) AS {_quoted(name)}" if any(n in str(kind) for n in nested) else _quoted(name)
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+    ]
+    return relation.project(", ".join(columns))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def write_file(relation: Any, fmt: str, output: str | None) -> None:
-    """CSV (nested values as text) to a file or stdout; Parquet (zstd) to a file."""
+    """CSV (nested values as JSON) to a file or stdout; Parquet (zstd) to a file."""
     if fmt == "parquet":
         relation.write_parquet(output, compression="zstd")
         return
+    relation = _nested_as_json(relation)
     if output:
         relation.write_csv(output, header=True)
         return

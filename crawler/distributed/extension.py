@@ -63,7 +63,9 @@ class Distributed:
     def from_crawler(cls, crawler: Crawler) -> Distributed:
         settings = crawler.settings
         if not settings.get("REDIS_URL"):
-            raise NotConfigured("REDIS_URL is not set: one worker, local scheduler")
+            # the usual case, not worth a warning: Scrapy logs a NotConfigured only when it has a message
+            logger.debug("distributed crawling off: REDIS_URL is not set")
+            raise NotConfigured
         assert crawler.spider is not None
         keys = Keys.for_spider(settings.get("DISTRIBUTED_KEY_PREFIX", "crawler"), crawler.spider.name)
         coordinator = Coordinator(

@@ -1,12 +1,14 @@
-"""A progress line every ``PROGRESS_INTERVAL`` seconds (default 30; 0 turns it off)::
+"""A progress line every ``PROGRESS_INTERVAL`` seconds (default: 5 on a terminal, 30 into a log file or
+a pipe; 0 turns it off)::
 
-    progress: 12000 items (95.3/s), 12480 responses, 3 dead letters, backlog 80250, ETA 0:14:02
+    progress: 12000 items (95.3/s), 12480 responses, 3 dead letters, backlog 80250, ETA 0:14:02 [====      ] 13%
 
 Items are ``item_scraped_count`` (records, tombstones included), responses ``response_received_count``.
 The rate is the items per second over the last ``PROGRESS_RATE_WINDOW`` seconds (default 60): recent
 enough to follow a slowdown, long enough not to jump with every batch. The backlog is the stat
 ``<source>/backlog`` that a cursor-following spider keeps (a feed: changes after the page read plus
-requests in flight; an index listing: entries left); with it comes ETA = backlog / rate. A worker of a distributed
+requests in flight; an index listing: entries left); with it come ETA = backlog / rate and a bar of
+items / (items + backlog). A worker of a distributed
 crawl adds the shared queue and the live workers (``distributed/queued``, ``distributed/workers``, read at
 each heartbeat). A last line is logged when the spider closes.
 """
@@ -14,6 +16,7 @@ each heartbeat). A last line is logged when the spider closes.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,10 +28,28 @@ from scrapy.exceptions import NotConfigured
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.asyncio import create_looping_call
 
+from crawler.config import get_float
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 30.0
+#: on a terminal someone is watching: a line every few seconds
+TERMINAL_INTERVAL = 5.0
 DEFAULT_RATE_WINDOW = 60.0
+BAR_WIDTH = 20
+
+
+def default_interval(log_file: str | None) -> float:
+    """5 s when the log goes to a terminal, else 30 s (a log file, a pipe, a service's journal)."""
+    return TERMINAL_INTERVAL if not log_file and sys.stderr.isatty() else DEFAULT_INTERVAL
+
+
+def bar(done: int, left: int) -> str:
+    """``[=====     ] 50%`` of done / (done + left)."""
+    total = done + left
+    share = done / total if total > 0 else 1.0
+    filled = round(share * BAR_WIDTH)
+    return f"[{'=' * filled}{' ' * (BAR_WIDTH - filled)}] {share:.0%}"
 
 
 def format_eta(seconds: float) -> str:
@@ -59,9 +80,11 @@ class Progress:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Progress:
-        interval = crawler.settings.getfloat("PROGRESS_INTERVAL", DEFAULT_INTERVAL)
+        interval = get_float(
+            crawler.settings, "PROGRESS_INTERVAL", default_interval(crawler.settings.get("LOG_FILE")), minimum=0
+        )
         if interval <= 0:
-            raise NotConfigured("PROGRESS_INTERVAL is 0")
+            raise NotConfigured  # turned off on purpose: nothing to warn about
         assert crawler.stats is not None
         progress = cls(
             crawler.stats,
@@ -110,7 +133,7 @@ class Progress:
         backlog = get(f"{self.source}/backlog") if self.source else None
         if backlog is not None:
             eta = format_eta(max(int(backlog), 0) / rate) if rate > 0 else "unknown"
-            parts.append(f"backlog {backlog}, ETA {eta}")
+            parts.append(f"backlog {backlog}, ETA {eta} {bar(items, max(int(backlog), 0))}")
         shared = get("distributed/queued")
         if shared is not None:  # a distributed crawl (crawler.distributed): work waiting for any worker
             parts.append(f"shared queue {shared} on {get('distributed/workers', '?')} workers")

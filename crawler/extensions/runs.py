@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from functools import cached_property
 from typing import Any
@@ -11,6 +12,8 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 
 from crawler.extensions.services import Services
+
+logger = logging.getLogger(__name__)
 
 
 class RunRecorder:
@@ -51,6 +54,21 @@ class RunRecorder:
             int(stats.get("dead_letters", 0)),
             int(stats.get("store/bytes", 0)),
             json.loads(json.dumps(stats, default=_jsonable)),
+        )
+        namespaces = {
+            key.removeprefix("store/records/"): value
+            for key, value in stats.items()
+            if key.startswith("store/records/")
+        }
+        logger.info(
+            "run %s (%s): stored %d records%s in %d batches, %s bytes; %d dead letters",
+            self.services.run_id,
+            reason,
+            stats.get("store/records", 0),
+            " (" + ", ".join(f"{ns} {n}" for ns, n in sorted(namespaces.items())) + ")" if namespaces else "",
+            stats.get("store/batches", 0),
+            f"{stats.get('store/bytes', 0):,}",
+            stats.get("dead_letters", 0),
         )
 
 

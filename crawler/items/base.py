@@ -116,6 +116,14 @@ class Record(BaseModel):
     #: ``_ingested_at`` and ``_run_id`` alone (host clocks). Not named ``version``: records often have a
     #: ``version`` column (a package's version), which a class variable of that name would clash with.
     version_column: ClassVar[str | None] = None
+    #: columns whose values (a domain, host name, URL or email address) name a domain that other
+    #: sources may look up (:func:`crawler.inputs.stored_domains`)
+    domain_columns: ClassVar[tuple[str, ...]] = ()
+    #: a SQL condition selecting the rows whose ``domain_columns`` count (e.g. only additions)
+    domain_filter: ClassVar[str | None] = None
+    #: (name column, email address column) pairs: the people a record names
+    #: (:func:`crawler.inputs.stored_people`)
+    people_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     registry: ClassVar[dict[str, type[Record]]] = _Registry()
 

@@ -8,8 +8,10 @@ links):
    ``records.py`` (one :class:`~crawler.items.base.Record` per namespace, with its key and, where the
    source has one, its ``version`` column) and ``spider.py`` (a ``SourceSpider`` with
    ``declaration = SOURCE``). Nothing outside the package names the source.
-2. Arguments: ``__init__(self, <arguments>, **kwargs)``; named crawls call :meth:`names_and_mode` and
-   implement :meth:`name_request`; listings implement :meth:`start_listing`.
+2. Arguments: declare them in ``SOURCE.arguments`` (name, type, choices, help: checked before the crawl
+   starts, listed by ``scrapy describe``) and take them in ``__init__(self, <arguments>, **kwargs)``;
+   named crawls call :meth:`names_and_mode` and implement :meth:`name_request`; listings implement
+   :meth:`start_listing`.
 3. Settings: read them from ``self.options`` (typed and checked before the crawl starts). A request that
    names the key of the record it fetches carries it in ``meta[EXPECTED_KEY_META]``.
 4. Callbacks turn a response into records, tombstones or dead letters: use :meth:`parse_json`,
@@ -128,6 +130,9 @@ class SourceSpider(scrapy.Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+        # the declared arguments only, typed (``scrapy crawl`` checked them already; scrapyd and other
+        # runners come through here)
+        kwargs = cls.declaration.check_arguments(kwargs)
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider.arguments = {k: v for k, v in kwargs.items() if not k.startswith("_") and not SECRET_NAME.search(k)}
         spider.options = cls.declaration.read_settings(crawler.settings)

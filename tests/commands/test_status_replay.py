@@ -12,7 +12,10 @@ pytestmark = pytest.mark.slow
 def test_replay_failed_then_status(workspace, fake_npm, npm_env):
     healthy = sorted(fake_npm.package_names())[0]
     # without retries, the fake's one-off 503 becomes a dead letter
-    workspace.crawl("npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, **npm_env)
+    # a dead letter fails the monitors: exit status 4
+    workspace.crawl(
+        "npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, exit_status=4, **npm_env
+    )
     (failed,) = workspace.meta().failed("npm")
     assert failed["reason"] == "http_503"
 
@@ -38,7 +41,10 @@ def test_replay_failed_then_status(workspace, fake_npm, npm_env):
 def dead_letter_of_a_first_crawl(workspace, fake_npm, npm_env) -> str:
     """One dead letter waiting (the fake's one-off 503 without retries); returns the healthy package."""
     healthy = sorted(fake_npm.package_names())[0]
-    workspace.crawl("npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, **npm_env)
+    # a dead letter fails the monitors: exit status 4
+    workspace.crawl(
+        "npm", f"packages=fault-unavailable,{healthy}", settings={"RETRY_TIMES": 0}, exit_status=4, **npm_env
+    )
     assert workspace.meta().count_failed("npm", include_replayed=False) == 1
     return healthy
 

@@ -134,7 +134,8 @@ def test_a_worker_killed_or_stopped_mid_run_loses_nothing(workspace, shared_env,
             time.sleep(0.005)
         assert victim.poll() is None, "the crawl ended before the kill: make it longer"
         victim.send_signal(stop)
-        assert victim.wait(timeout=60) == (-signal.SIGKILL if stop == signal.SIGKILL else 0), logs(workspace)
+        # stopped: its finish reason is "shutdown", not "finished" (exit status 1)
+        assert victim.wait(timeout=60) == (-signal.SIGKILL if stop == signal.SIGKILL else 1), logs(workspace)
         assert_cursor_not_ahead(workspace, env, positions)
         assert wait_all(workspace, [survivor]) == [0], logs(workspace)
     assert_cursor_not_ahead(workspace, env, positions)

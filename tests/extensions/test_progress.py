@@ -11,7 +11,7 @@ from scrapy import Spider
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from crawler.extensions.progress import Progress, format_eta
+from crawler.extensions.progress import Progress, bar, default_interval, format_eta
 from tests.monitors import SETTINGS_MODULE
 
 
@@ -40,13 +40,18 @@ def test_rate_backlog_and_eta():
     stats["npm/backlog"] = 6000
     clock.now += 30
     stats["item_scraped_count"] = 900  # 900 items in the 60 s window: 15/s, 6000 left: 400 s
-    assert progress.line() == "progress: 900 items (15.0/s), 310 responses, 2 dead letters, backlog 6000, ETA 0:06:40"
+    assert progress.line() == (
+        "progress: 900 items (15.0/s), 310 responses, 2 dead letters, "
+        "backlog 6000, ETA 0:06:40 [===                 ] 13%"
+    )
 
     # the rate covers the last 60 s only: a stall shows at once, and the ETA becomes unknown
     clock.now += 30
     assert progress.line().startswith("progress: 900 items (10.0/s)")  # 600 items in the last 60 s
     clock.now += 30
-    assert progress.line().endswith("(0.0/s), 310 responses, 2 dead letters, backlog 6000, ETA unknown")
+    assert progress.line().endswith(
+        "(0.0/s), 310 responses, 2 dead letters, backlog 6000, ETA unknown [===                 ] 13%"
+    )
 
 
 def test_a_distributed_crawl_shows_its_shared_queue():
@@ -107,7 +112,7 @@ def test_a_crawl_logs_progress(workspace, fake_npm, npm_env):
     assert len(lines) >= 2, result.stderr[-3000:]
     pattern = (
         r"progress: \d+ items \(\d+\.\d/s\), \d+ responses, \d+ dead letters"
-        r"(, backlog \d+, ETA (\d+:\d\d:\d\d|unknown))?"
+        r"(, backlog \d+, ETA (\d+:\d\d:\d\d|unknown) \[[= ]{20}\] \d+%)?"
     )
     assert all(re.fullmatch(pattern, line) for line in lines), lines
     assert lines[-1].startswith(f"progress: {fake_npm.packages} items")
@@ -120,4 +125,20 @@ def test_a_crawl_logs_progress(workspace, fake_npm, npm_env):
         **npm_env,
     )
     assert "progress:" not in quiet.stderr
-    assert "Disabled crawler.extensions.progress.Progress: PROGRESS_INTERVAL is 0" in quiet.stderr
+    assert "Disabled crawler.extensions.progress.Progress" not in quiet.stderr  # off on purpose: not a warning
+
+
+def test_a_terminal_gets_a_line_every_few_seconds_a_log_file_every_30(monkeypatch):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    assert default_interval(None) == 5.0
+    assert default_interval("crawl.log") == 30.0
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    assert default_interval(None) == 30.0
+    assert Progress.from_crawler(get_crawler(Spider, {"LOG_FILE": "x.log"})).interval == 30.0
+    assert Progress.from_crawler(get_crawler(Spider, {"PROGRESS_INTERVAL": "2"})).interval == 2.0
+
+
+def test_the_bar_shows_the_share_done():
+    assert bar(0, 10) == "[                    ] 0%"
+    assert bar(5, 5) == "[==========          ] 50%"
+    assert bar(7, 0) == "[====================] 100%"

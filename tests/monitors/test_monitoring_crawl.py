@@ -15,10 +15,13 @@ GITHUB_SECRET = "ghp_monitoring_test_secret_0123456789"
 
 
 def crawl(workspace, npm_env, *arguments: str, settings: dict | None = None, **env: str):
-    """A crawl with the monitoring settings; returns (log, stats of its ingestion_runs row)."""
+    """A crawl with the monitoring settings; returns (log, stats of its ingestion_runs row). Its exit
+    status is 4 when a monitor failed."""
     result = workspace.crawl(
-        "npm", *arguments, settings=settings, SCRAPY_SETTINGS_MODULE=SETTINGS_MODULE, **npm_env, **env
+        "npm", *arguments, settings=settings, SCRAPY_SETTINGS_MODULE=SETTINGS_MODULE, check=False, **npm_env, **env
     )
+    run = workspace.meta().last_runs("npm")[0]
+    assert result.returncode == (4 if run["stats"].get("spidermon/result") == "failed" else 0), result.stderr[-3000:]
     run = workspace.meta().last_runs("npm")[0]
     return result.stderr, run["stats"]
 

@@ -2,6 +2,7 @@ import pytest
 from scrapy.exceptions import UsageError
 from scrapy.utils.test import get_crawler
 
+from crawler.sources import ArgumentError
 from crawler.spiders.npm.spider import NpmSpider
 from crawler.spiders.pypi.spider import PypiSpider
 
@@ -22,11 +23,14 @@ def test_mode_defaults_and_errors():
         PypiSpider(mode="named")
 
 
-def test_deployment_arguments_are_accepted_and_secrets_not_recorded():
+def test_deployment_arguments_are_accepted_not_recorded_and_unknown_ones_refused():
     crawler = get_crawler(NpmSpider, {"NPM_REGISTRY_URL": "http://127.0.0.1:1/"})
-    spider = NpmSpider.from_crawler(crawler, packages="a", _job="abc123", api_token="s3cret", note="x")
-    assert spider.names == ["a"] and spider.job_id == "abc123"
-    assert spider.arguments == {"packages": "a", "note": "x"}
+    spider = NpmSpider.from_crawler(crawler, packages=" a, b ", _job="abc123", _api_token="s3cret")
+    assert spider.names == ["a", "b"] and spider.job_id == "abc123"
+    assert spider.arguments == {"packages": "a,b"}
+    # not only `scrapy crawl` checks them: scrapyd and other runners create spiders this way
+    with pytest.raises(ArgumentError, match=r"unknown argument -a note; arguments: packages"):
+        NpmSpider.from_crawler(get_crawler(NpmSpider, {"NPM_REGISTRY_URL": "http://127.0.0.1:1/"}), note="x")
 
 
 def test_shards_split_named_packages_stably_and_completely():

@@ -91,7 +91,9 @@ def test_secondary_limits_obey_retry_after(workspace):
 
 def test_empty_blocked_and_missing(workspace):
     with FakeGitHub(users=2, repos_per_user=1, seed=7).serve() as fake:
-        workspace.crawl("github", f"repos={EMPTY_REPO},{BLOCKED_REPO}", f"users={MISSING_USER}", **github_env(fake))
+        workspace.crawl(
+            "github", f"repos={EMPTY_REPO},{BLOCKED_REPO}", f"users={MISSING_USER}", exit_status=4, **github_env(fake)
+        )
     reasons = sorted(row["reason"] for row in workspace.meta().failed("github"))
     assert reasons == ["http_404", "http_451"]
     assert count(workspace, f"SELECT count(*) AS n FROM github_repo WHERE full_name = '{EMPTY_REPO}'") == 1
@@ -142,6 +144,7 @@ def test_tokens_never_leave_the_process(workspace):
             "github",
             f"users={fake.logins()[0]},{MISSING_USER}",
             settings={"LOG_LEVEL": "DEBUG"},
+            exit_status=4,  # the missing user's dead letter fails the monitors
             **github_env(fake, SECRET),
         )
         assert fake.spent[SECRET] > 0  # the token was used

@@ -25,7 +25,7 @@ def test_named_packages_with_every_fault(workspace, fake_npm, npm_env):
         "fault-malformed",
         "fault-truncated",
     ]
-    workspace.crawl("npm", "packages=" + ",".join([*healthy, scoped, *faults]), **npm_env)
+    workspace.crawl("npm", "packages=" + ",".join([*healthy, scoped, *faults]), exit_status=4, **npm_env)
 
     rows = {
         row["name"]: row
@@ -68,7 +68,9 @@ def test_a_named_package_stored_before_and_now_gone_is_a_tombstone(workspace, fa
 
 def test_huge_packument_over_the_limit_is_a_dead_letter(workspace, fake_npm, npm_env):
     name = next(iter(fake_npm.package_names()))
-    workspace.crawl("npm", f"packages=fault-huge,{name}", settings={"DOWNLOAD_MAXSIZE": 5_000_000}, **npm_env)
+    workspace.crawl(
+        "npm", f"packages=fault-huge,{name}", settings={"DOWNLOAD_MAXSIZE": 5_000_000}, exit_status=4, **npm_env
+    )
     assert stored_names(workspace) == {name}
     (failed,) = workspace.meta().failed("npm")
     assert failed["url"].endswith("/fault-huge")
@@ -113,7 +115,7 @@ def test_seq_reset_can_fail_the_crawl(workspace, fake_npm, npm_env):
     workspace.crawl("npm", "mode=incremental", **npm_env)
     cursor = workspace.meta().get_cursor("npm")
     fake_npm.reset_seq()
-    workspace.crawl("npm", "mode=incremental", settings={"NPM_SEQ_RESET": "fail"}, **npm_env)
+    workspace.crawl("npm", "mode=incremental", settings={"NPM_SEQ_RESET": "fail"}, exit_status=1, **npm_env)
     assert workspace.meta().last_runs("npm")[0]["finish_reason"] == "npm_seq_reset"
     assert workspace.meta().get_cursor("npm") == cursor
 
@@ -121,7 +123,7 @@ def test_seq_reset_can_fail_the_crawl(workspace, fake_npm, npm_env):
 def test_stale_packument_is_refetched(workspace, npm_env):
     with FakeNpmRegistry(packages=3, seed=3, include_faults_in_changes=True).serve() as fake:
         env = {"NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
-        workspace.crawl("npm", "mode=incremental", **env)
+        workspace.crawl("npm", "mode=incremental", exit_status=4, **env)
         assert fake.requests["fault-stale"] >= 2
         current_rev = fake.packument("fault-stale")["_rev"]
     (row,) = workspace.query("SELECT rev FROM npm_package WHERE name = 'fault-stale'")
@@ -163,7 +165,7 @@ def test_an_answer_for_another_package_is_a_dead_letter_not_a_record_of_it(works
     """A mirror or proxy answering /victim with another package's document must not overwrite that package."""
     forged = {"name": "other-package", "dist-tags": {"latest": "6.6.6"}, "versions": {"6.6.6": {"name": "x"}}}
     with FakeNpmRegistry(packages=2, seed=1, extra={"victim": forged}).serve() as fake:
-        workspace.crawl("npm", "packages=victim", NPM_REGISTRY_URL=fake.registry_url)
+        workspace.crawl("npm", "packages=victim", exit_status=4, NPM_REGISTRY_URL=fake.registry_url)
     assert workspace.query("SELECT name FROM npm_package_history") == []
     (failed,) = workspace.meta().failed("npm")
     assert failed["reason"].startswith("key_mismatch: asked for 'victim'") and failed["url"].endswith("/victim")

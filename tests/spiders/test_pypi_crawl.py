@@ -32,7 +32,7 @@ def test_named_projects_redirects_and_faults(workspace, pypi_env):
             "fault-yanked-only",
             "fault-huge",
         ]
-        workspace.crawl("pypi", "packages=" + ",".join([*names, odd, *faults]), PYPI_URL=fake.url)
+        workspace.crawl("pypi", "packages=" + ",".join([*names, odd, *faults]), exit_status=4, PYPI_URL=fake.url)
         expected_serial = fake.serial_of(odd)
     rows = latest(workspace)
     for name in [*names, odd]:
@@ -104,7 +104,7 @@ def test_incremental_refuses_an_index_implausibly_smaller_than_what_is_stored(wo
         workspace.crawl("pypi", "mode=full", **env)
         for name in fake.project_names()[:12]:  # the index now lists 8 of the 20 stored projects
             fake.delete(name)
-        workspace.crawl("pypi", "mode=incremental", **env)
+        workspace.crawl("pypi", "mode=incremental", exit_status=1, **env)
     assert not any(row["deleted"] for row in latest(workspace).values())  # nothing mass-deleted
     meta = workspace.meta()
     assert [row["reason"].split(":")[0] for row in meta.failed("pypi")] == ["index_implausible"]

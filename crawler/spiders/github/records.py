@@ -23,6 +23,8 @@ class GithubProfile(Record):
     table = "github_profile"
     key = ("id",)
     version_column = "updated_at"
+    domain_columns = ("blog", "email")
+    people_columns = (("name", "email"),)
 
     id: int
     login: str
@@ -68,6 +70,7 @@ class GithubRepo(Record):
     table = "github_repo"
     key = ("id",)
     version_column = "updated_at"
+    domain_columns = ("homepage",)
 
     id: int
     full_name: str
@@ -125,6 +128,7 @@ class GithubCommit(Record):
     namespace = "github/commits"
     table = "github_commit"
     key = ("repo", "sha")
+    people_columns = (("author_name", "author_email"), ("committer_name", "committer_email"))
 
     repo: str
     sha: str

@@ -1,7 +1,7 @@
 """The GitHub source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Setting, Source
+from crawler.sources import Argument, Setting, Source
 from crawler.spiders.github.records import GithubCommit, GithubProfile, GithubRepo
 
 SOURCE = Source(
@@ -14,6 +14,15 @@ SOURCE = Source(
         retry_http_codes=(429, 500, 502, 503, 504),
         proxies_setting="GITHUB_PROXIES",
         max_response_bytes=50 * 1024 * 1024,
+    ),
+    arguments=(
+        Argument("users", "Logins (users or organizations) whose profile, repositories and commits to fetch.", "list"),
+        Argument("repos", "Repositories (`owner/name`, comma-separated) to fetch with their commits.", "list"),
+        Argument("domains", "Email domains: commits whose author address is at one of them (commit search).", "list"),
+        Argument(
+            "from_packages",
+            "A source or namespace whose stored records name repositories: fetch those repositories.",
+        ),
     ),
     settings=(
         Setting(

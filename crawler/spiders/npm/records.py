@@ -36,6 +36,8 @@ class NpmPackage(Record):
     schema_version = 1
     # the registry's own time (a tombstone's: when the deletion was seen), not the crawling host's clock
     version_column = "modified"
+    domain_columns = ("homepage", "repository_url")
+    people_columns = (("author_name", "author_email"),)
 
     name: str
     version: str | None = None

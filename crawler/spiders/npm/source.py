@@ -1,7 +1,7 @@
 """The npm source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Schedule, Setting, Source
+from crawler.sources import Argument, Schedule, Setting, Source
 from crawler.spiders.npm.records import NpmPackage
 
 SOURCE = Source(
@@ -9,6 +9,11 @@ SOURCE = Source(
     title="npm packuments, by name or from the replication changes feed",
     records=(NpmPackage,),
     modes=("named", "incremental", "full"),
+    arguments=(
+        Argument("packages", "Package names to fetch (comma-separated): a named crawl.", "list"),
+        Argument("packages_file", "A file of package names, one per line: a named crawl.", "file"),
+        Argument("since", "`mode=incremental`: the feed sequence to start after, instead of the saved cursor."),
+    ),
     policy=SourcePolicy(
         concurrency=32,
         retries=4,

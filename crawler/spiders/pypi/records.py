@@ -42,6 +42,8 @@ class PypiPackage(Record):
     key = ("name",)
     schema_version = 1
     version_column = "last_serial"  # PyPI's own change counter
+    domain_columns = ("home_page", "repository_url")
+    people_columns = (("author", "author_email"), ("maintainer", "maintainer_email"))
 
     name: str  # PEP 503 normalized
     display_name: str | None = None

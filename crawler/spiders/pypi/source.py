@@ -1,7 +1,7 @@
 """The PyPI source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Schedule, Setting, Source
+from crawler.sources import Argument, Schedule, Setting, Source
 from crawler.spiders.pypi.records import PypiPackage
 
 SOURCE = Source(
@@ -9,6 +9,10 @@ SOURCE = Source(
     title="PyPI projects, by name, from the whole simple index, or those whose serial changed",
     records=(PypiPackage,),
     modes=("named", "full", "incremental"),
+    arguments=(
+        Argument("packages", "Project names to fetch (comma-separated): a named crawl.", "list"),
+        Argument("packages_file", "A file of project names, one per line: a named crawl.", "file"),
+    ),
     policy=SourcePolicy(
         concurrency=16,
         retries=4,
