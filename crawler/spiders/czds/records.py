@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
 
 from crawler.items.base import Record
 
@@ -16,7 +15,7 @@ class ZoneDomain(Record):
     key = ("fqdn", "zone_date")
     schema_version = 1
     #: columns that name a domain worth looking up (read by other sources' ``-a from=…``)
-    domain_columns: ClassVar[tuple[str, ...]] = ("fqdn",)
+    domain_columns = ("fqdn",)
 
     fqdn: str
     tld: str
@@ -34,9 +33,9 @@ class ZoneChange(Record):
     table = "zone_changes"
     key = ("fqdn", "zone_date")
     schema_version = 1
-    domain_columns: ClassVar[tuple[str, ...]] = ("fqdn",)
+    domain_columns = ("fqdn",)
     #: the rows worth a look-up: newly delegated names
-    domain_filter: ClassVar[str | None] = "change = 'added'"
+    domain_filter = "change = 'added'"
 
     fqdn: str
     tld: str

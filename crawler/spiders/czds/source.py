@@ -1,7 +1,7 @@
 """The CZDS source's declaration: what the core, the docs and the deploy files know of it."""
 
 from crawler.policy import SourcePolicy
-from crawler.sources import Schedule, Setting, Source
+from crawler.sources import Argument, Schedule, Setting, Source
 from crawler.spiders.czds.records import ZoneChange, ZoneDomain, ZoneFile
 
 FILE_HANDLER = "crawler.downloaders.files.FileDownloadHandler"
@@ -10,6 +10,9 @@ SOURCE = Source(
     name="czds",
     title="ICANN CZDS zone files: delegations per zone date, kept raw, and the day-over-day changes",
     records=(ZoneDomain, ZoneChange, ZoneFile),
+    arguments=(
+        Argument("tlds", "Zones to fetch (comma-separated, e.g. com,net); default: every approved zone.", "list"),
+    ),
     policy=SourcePolicy(
         concurrency=2,  # two zone files at a time: the disk and one core, not the service, are the limit
         retries=3,
