@@ -80,7 +80,7 @@ class NormalizePipeline:
         for column in record_type.key:
             values = table.column(column)
             present = (
-                pc.and_(pc.is_valid(values), pc.not_equal(values, ""))
+                pc.fill_null(pc.greater(pc.binary_length(values), 0), False)
                 if pa.types.is_string(values.type)
                 else pc.is_valid(values)
             )

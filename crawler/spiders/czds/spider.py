@@ -18,6 +18,7 @@ up. The zone's cursor moves to the file's ``Last-Modified`` once all of that is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -201,11 +202,17 @@ class CzdsSpider(SourceSpider):
         stats = zonefile.ZoneStats()
         tables = zonefile.delegations(path, tld + ".", stats)
         writer = diff.SnapshotWriter(snapshot)
+        # the next table is read while the pipelines store this one (the worker thread and the store's
+        # thread run Arrow code side by side)
+        upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
         try:
-            while (table := await self.in_worker(_next_written, tables, writer)) is not None:
+            while (table := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
                 yield ArrowRecords(ZoneDomain, with_constants(table, tld=tld, zone_date=zone_date))
         finally:
-            writer.close()
+            with contextlib.suppress(Exception):
+                await upcoming  # never close the snapshot while the worker writes to it
+            await self.in_worker(writer.close)
         if stats.malformed:
             self.crawler.stats.inc_value("czds/malformed_lines", stats.malformed)
             self.dead_letter(
