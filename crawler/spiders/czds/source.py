@@ -60,7 +60,7 @@ SOURCE = Source(
             "CZDS_DIFF_MEMORY_MB",
             "DuckDB's memory limit for the day-over-day diff (it spills to the download directory beyond).",
             "int",
-            128,
+            64,
             minimum=32,
         ),
     ),
