@@ -105,7 +105,13 @@ class CzdsSpider(SourceSpider):
             callback=self.parse_head,
             errback=self.errback,
             cb_kwargs={"tld": tld},
-            meta={NEEDS_TOKEN_META: True, "handle_httpstatus_list": list(REFUSALS)},
+            # a HEAD announces the zone's size (.com: about 4.6 GB): no size cap applies, nothing is read
+            meta={
+                NEEDS_TOKEN_META: True,
+                "handle_httpstatus_list": list(REFUSALS),
+                "download_maxsize": 0,
+                "download_warnsize": 0,
+            },
             dont_filter=True,
         )
 
@@ -120,6 +126,7 @@ class CzdsSpider(SourceSpider):
                 STREAM_TO_FILE_META: self.download_dir,
                 "download_timeout": self.read_timeout,
                 "download_maxsize": 0,
+                "download_warnsize": 0,
                 "handle_httpstatus_list": list(REFUSALS),
             },
             dont_filter=True,
