@@ -173,6 +173,9 @@ class IngestionConfig:
     store_retry_seconds: float
     #: RUN_ID when set explicitly; otherwise the crawl's job id or a new id (see Services.run_id)
     run_id: str | None
+    #: the limits of a batch of columnar items (bulk sources, crawler/pipelines/columnar.py)
+    columnar_batch_max_records: int = 200_000
+    columnar_batch_max_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> IngestionConfig:
@@ -189,6 +192,8 @@ class IngestionConfig:
             dead_letter_sample_bytes=get_int(settings, "DEAD_LETTER_SAMPLE_BYTES", 4096, minimum=MIN_PAYLOAD_LIMIT),
             store_retry_seconds=get_float(settings, "STORE_RETRY_SECONDS", 300.0, minimum=0),
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
+            columnar_batch_max_records=get_positive_int(settings, "COLUMNAR_BATCH_MAX_RECORDS", 200_000),
+            columnar_batch_max_bytes=get_positive_int(settings, "COLUMNAR_BATCH_MAX_BYTES", 64 * 1024 * 1024),
         )
 
 

@@ -31,6 +31,9 @@ META_DB_URL = _env("META_DB_URL")
 BATCH_MAX_RECORDS = _env("BATCH_MAX_RECORDS", "1000")
 BATCH_MAX_BYTES = _env("BATCH_MAX_BYTES", str(10 * 1024 * 1024))
 BATCH_IDLE_SECONDS = _env("BATCH_IDLE_SECONDS", "30")
+# batches of columnar items (bulk sources: Arrow tables of many records) are written as Parquet only
+COLUMNAR_BATCH_MAX_RECORDS = _env("COLUMNAR_BATCH_MAX_RECORDS", "200000")
+COLUMNAR_BATCH_MAX_BYTES = _env("COLUMNAR_BATCH_MAX_BYTES", str(64 * 1024 * 1024))
 # a batch the store refuses is retried with back-off for this long (an outage of minutes), then given up
 STORE_RETRY_SECONDS = _env("STORE_RETRY_SECONDS", "300")
 PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
@@ -155,7 +158,7 @@ MONITOR_SMTP_SSL = _env("MONITOR_SMTP_SSL", "false")
 PROGRESS_INTERVAL = _env("PROGRESS_INTERVAL")
 
 # -- storage lifecycle (scrapy compact) -----------------------------------------------------------
-COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(128 * 1024 * 1024)))
+COMPACTION_TARGET_BYTES = int(_env("COMPACTION_TARGET_BYTES", str(64 * 1024 * 1024)))
 # Keep raw NDJSON batches this many days (by partition date); 0 keeps them forever.
 RAW_RETENTION_DAYS = int(_env("RAW_RETENTION_DAYS", "0"))
 

@@ -24,6 +24,7 @@ from crawler.extensions.cursors import Cursors
 from crawler.extensions.services import Services
 from crawler.items.control import Checkpoint, WorkDone
 from crawler.pipelines.batching import Batch, Batcher
+from crawler.pipelines.columnar import StampedTable
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.ledger import CursorLedger
 from crawler.pipelines.normalize import StampedRecord
@@ -43,7 +44,13 @@ class StorePipeline:
         self.distributed = crawler.get_extension(Distributed)
         self.cursors = crawler.get_extension(Cursors)
         config = services.config
-        self.batcher = Batcher(config.batch_max_records, config.batch_max_bytes, config.batch_idle_seconds)
+        self.batcher = Batcher(
+            config.batch_max_records,
+            config.batch_max_bytes,
+            config.batch_idle_seconds,
+            config.columnar_batch_max_records,
+            config.columnar_batch_max_bytes,
+        )
         self.ledger = CursorLedger()
         self.receipt = 0  # arrival number of the last record or checkpoint
         self.in_flight: dict[int, Batch] = {}  # id(batch) -> batch being written
@@ -63,7 +70,7 @@ class StorePipeline:
         """Nothing is being crawled: store what is batched and apply what the ledger holds now, rather
         than after BATCH_IDLE_SECONDS. A distributed worker stays open while others work, and they may be
         waiting for its acknowledgements."""
-        if (self.batcher.open or self.ledger) and self._spider_idle_flush is None:
+        if (self.batcher or self.ledger) and self._spider_idle_flush is None:
             self._spider_idle_flush = deferred_from_coro(self._flush_open())
 
     async def _flush_open(self) -> None:
@@ -95,12 +102,26 @@ class StorePipeline:
                 self.ledger.add(item, self.receipt)  # acknowledged in Redis once what came before is stored
             # Applied later, after the data before it; not a scraped item.
             raise DropItem(f"control item {item}", log_level="DEBUG")
+        if isinstance(item, StampedTable):
+            return await self._add_table(item)
         if not isinstance(item, StampedRecord):
             return item
         self.receipt += 1
         full = self.batcher.add(item.record_type, item.row, self.receipt)
         if full is not None:
             await self._flush(full)  # back-pressure: this item waits for its batch to be stored
+        return item
+
+    async def _add_table(self, item: StampedTable) -> StampedTable:
+        """A columnar item: one receipt for all its rows (a checkpoint after it waits for all of them)."""
+        self.receipt += 1
+        if len(item) != 1:  # Scrapy counts the item once; the stats count records
+            self.crawler.stats.inc_value("item_scraped_count", len(item) - 1)
+        if not len(item):
+            return item
+        day = item.table.column("_ingested_at")[0].as_py().date()
+        for full in self.batcher.add_table(item.record_type, item.table, day, self.receipt):
+            await self._flush(full)  # back-pressure, as for single records
         return item
 
     async def _store(self, batch: Batch) -> list[Any]:
@@ -181,7 +202,7 @@ class StorePipeline:
     async def _flush_idle(self) -> None:
         for batch in self.batcher.take_idle():
             await self._flush(batch)
-        if self.ledger and not self.batcher.open and not self.in_flight:
+        if self.ledger and not self.batcher and not self.in_flight:
             await self._save_ready_cursors()
 
     async def close_spider(self) -> None:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crawler.items import arrow_schema
@@ -66,6 +67,8 @@ class BatchWriter:
 
     def write(self, batch: Batch) -> list[StoredObject]:
         """Store the batch; Parquet first, so a query never sees rows whose NDJSON twin is missing."""
+        if batch.columnar:
+            return [self.write_table(batch)]
         record_type = batch.record_type
         parquet_key, ndjson_key = batch_keys(record_type.namespace, batch.day)
         table = pa.Table.from_pylist(batch.rows, schema=arrow_schema(record_type))
@@ -89,3 +92,49 @@ class BatchWriter:
             StoredObject(key=parquet_key, format="parquet", bytes=len(parquet), **common),
             StoredObject(key=ndjson_key, format="ndjson", bytes=len(ndjson), **common),
         ]
+
+    def write_table(self, batch: Batch) -> StoredObject:
+        """Store a columnar batch as Parquet only: a bulk source keeps its raw input itself (NDJSON of
+        hundreds of millions of rows would cost more than the input it repeats)."""
+        record_type = batch.record_type
+        parquet_key, _ = batch_keys(record_type.namespace, batch.day)
+        table = batch.table()
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression=self.compression)
+        parquet = sink.getvalue()
+        self.store.put_bytes(parquet_key, parquet.to_pybytes(), "application/vnd.apache.parquet")
+        ingested = pc.min_max(table.column("_ingested_at"))
+        return StoredObject(
+            key=parquet_key,
+            namespace=record_type.namespace,
+            day=batch.day,
+            format="parquet",
+            records=table.num_rows,
+            bytes=parquet.size,
+            min_ingested_at=ingested["min"].as_py(),
+            max_ingested_at=ingested["max"].as_py(),
+            schema_version=record_type.schema_version,
+            key_stats=table_key_stats(table, record_type.key),
+        )
+
+
+def table_key_stats(table: pa.Table, key: tuple[str, ...]) -> KeyStats | None:
+    """:func:`key_stats` of a table, computed by Arrow."""
+    first = table.column(key[0])
+    if (
+        not table.num_rows
+        or first.null_count
+        or not (pa.types.is_string(first.type) or pa.types.is_integer(first.type))
+    ):
+        return None
+    bounds = pc.min_max(first)
+    return KeyStats(bounds["min"].as_py(), bounds["max"].as_py(), _unique(table, key))
+
+
+def _unique(table: pa.Table, key: tuple[str, ...]) -> bool:
+    """Whether no key occurs twice: at once when the first key column strictly increases (a bulk file
+    written in key order), else by grouping on the whole key."""
+    first = table.column(key[0]).combine_chunks()
+    if len(first) < 2 or pc.all(pc.greater(first.slice(1), first.slice(0, len(first) - 1))).as_py():
+        return True
+    return table.select(list(key)).group_by(list(key), use_threads=False).aggregate([]).num_rows == table.num_rows
