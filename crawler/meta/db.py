@@ -606,6 +606,12 @@ class MetaDB:
         conds, params = self._failed_filter(source=source, run_id=run_id, include_replayed=include_replayed)
         return int(self._fetch(f"SELECT COUNT(*) AS n FROM failed_messages {conds}", params)[0]["n"])
 
+    def count_failed_by_reason(self, source: str | None = None, *, include_replayed: bool = False) -> dict[str, int]:
+        """Number of dead letters per reason (waiting ones only unless ``include_replayed``), counted in SQL."""
+        conds, params = self._failed_filter(source=source, include_replayed=include_replayed)
+        rows = self._fetch(f"SELECT reason, COUNT(*) AS n FROM failed_messages {conds}GROUP BY reason", params)
+        return {row["reason"]: int(row["n"]) for row in rows}
+
     def mark_replayed(self, ids: Iterable[int], replayed_at: str | None = None) -> int:
         """Set ``replayed_at`` on the given dead letters; returns how many rows changed."""
         ids = list(ids)
