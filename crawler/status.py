@@ -49,7 +49,7 @@ def source_status(meta: MetaDB, declaration: Source, server: Any = None, key_pre
         for row in meta.cursors(source)
         if not row["cursor_key"].startswith("etag:")
     }
-    stored = sum(p.bytes for record in declaration.records for p in meta.partitions(record.namespace))
+    stored = sum(meta.partition_totals(record.namespace)["bytes"] for record in declaration.records)
     schedule = declaration.schedule
     return {
         "source": source,

@@ -15,9 +15,16 @@ from crawler.storage import ObjectStore
 __all__ = ["dashboard_html"]
 
 
-def dashboard_html(store: ObjectStore, meta_db_url: str, *, server: Any = None, key_prefix: str = "crawler") -> str:
-    """The dashboard page for the data in ``store`` and the metadata DB at ``meta_db_url``."""
-    now = datetime.now(UTC)
+def dashboard_html(
+    store: ObjectStore,
+    meta_db_url: str,
+    *,
+    server: Any = None,
+    key_prefix: str = "crawler",
+    now: datetime | None = None,
+) -> str:
+    """The dashboard page for the data in ``store`` and the metadata DB at ``meta_db_url``, as of ``now``."""
+    now = now or datetime.now(UTC)
     meta = open_meta(meta_db_url)
     try:
         states = gather(meta, store, server=server, key_prefix=key_prefix, now=now)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from crawler.meta import MetaDB
+from crawler.pipelines.index import iso_utc
 from crawler.sources import Source, all_sources
 from crawler.status import distributed_snapshot, error_rate, source_status
 from crawler.storage import ObjectStore
@@ -122,12 +123,8 @@ def _namespace_state(
     state.first_ingested_at = parse_time(catalog.get("first_ingested_at"))
     state.last_ingested_at = parse_time(catalog.get("last_ingested_at"))
     if ttl > 0 and meta is not None:
-        cutoff = now - timedelta(seconds=ttl)
-        state.within_ttl = sum(
-            row.records
-            for row in meta.partitions(namespace)
-            if row.format == "parquet" and (moment := parse_time(row.min_ingested_at)) is not None and moment >= cutoff
-        )
+        cutoff = iso_utc(now - timedelta(seconds=ttl))
+        state.within_ttl = meta.partition_totals(namespace, ingested_since=cutoff)["records"]
     return state
 
 
@@ -169,12 +166,22 @@ def _cursors(meta: MetaDB, source: str, now: datetime) -> list[dict[str, Any]]:
     return sorted(cursors, key=lambda c: (-(c["age"] or 0), c["key"]))
 
 
-def _distributed(server: Any, key_prefix: str, source: str) -> dict[str, Any] | None:
-    try:
-        return distributed_snapshot(server, key_prefix, source)
-    except Exception as exc:  # Redis down or refusing: the rest of the page still answers
-        logger.warning("the distributed crawl's state is unavailable: %s", exc)
-        return {"error": type(exc).__name__}
+class _Distributed:
+    """The distributed crawls' state per source; after Redis fails once, the other sources do not wait
+    for it again (the page answers at once with Redis down)."""
+
+    def __init__(self, server: Any, key_prefix: str) -> None:
+        self.server, self.key_prefix, self.failure = server, key_prefix, ""
+
+    def snapshot(self, source: str) -> dict[str, Any] | None:
+        if self.failure:
+            return {"error": self.failure}
+        try:
+            return distributed_snapshot(self.server, self.key_prefix, source)
+        except Exception as exc:  # Redis down or refusing: the rest of the page still answers
+            logger.warning("the distributed crawl's state is unavailable: %s", exc)
+            self.failure = type(exc).__name__
+            return {"error": self.failure}
 
 
 def gather(
@@ -187,6 +194,7 @@ def gather(
 ) -> list[SourceState]:
     """Every declared source's state, by name; ``meta`` ``None``: nothing has run yet."""
     now = now or datetime.now(UTC)
+    distributed = _Distributed(server, key_prefix)
     states = []
     for _, source in sorted(all_sources().items()):
         ttl = source.policy.freshness_ttl
@@ -198,7 +206,7 @@ def gather(
         states.append(
             SourceState(
                 source,
-                {**source_status(meta, source), "distributed": _distributed(server, key_prefix, source.name)},
+                {**source_status(meta, source), "distributed": distributed.snapshot(source.name)},
                 _runs(meta, source.name),
                 namespaces,
                 _dead_letters(meta, source.name),

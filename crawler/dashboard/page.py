@@ -26,6 +26,7 @@ header h1 { font-size:20px; margin:0; } header .when { color:var(--soft); }
 .tile.bad b { color:var(--bad); } .tile.ok b { color:var(--ok); }
 section.source { background:var(--card); border:1px solid var(--line); border-radius:10px; margin:0 24px 18px;
   padding:12px 16px 16px; }
+section.source.idle { padding:8px 16px; }
 section.source h2 { font-size:17px; margin:0 8px 0 0; display:inline; }
 .subtitle { color:var(--soft); } .badge { display:inline-block; border-radius:10px; padding:1px 8px; font-size:12px;
   color:#fff; margin-left:6px; vertical-align:2px; }
@@ -202,6 +203,15 @@ def _source(state: SourceState, now: datetime) -> str:
         badge = f'<span class="badge {tone}">{escape(reason)}</span>'
     when = f" · last run {last['started_at']:%Y-%m-%d %H:%M} UTC" if last and last["started_at"] else ""
     schedule = f" · schedule {source.schedule.cron} UTC" if source.schedule else ""
+    idle = not (state.runs or state.cursors or state.dead_letters or any(ns.records for ns in state.namespaces))
+    if idle:  # one line rather than a grid of empty plots
+        names = ", ".join(ns.namespace for ns in state.namespaces)
+        return (
+            f'<section class="source idle" id="source-{escape(source.name)}" data-source="{escape(source.name)}">'
+            f"<h2>{escape(source.name)}</h2>{badge}"
+            f'<div class="subtitle">{escape(source.title)}{escape(schedule)} · nothing stored in {escape(names)}</div>'
+            f'<div class="grid">{_distributed(state)}</div></section>'
+        )
     plots = [
         *_runs(state),
         *(_per_day(namespace) for namespace in state.namespaces),

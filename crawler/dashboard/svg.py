@@ -63,8 +63,10 @@ def human_bytes(value: float) -> str:
 def human_seconds(value: float) -> str:
     """An age or duration: ``42 s``, ``5 min``, ``3.5 h``, ``12 d``."""
     seconds = max(float(value), 0.0)
+    if seconds < 10:
+        return f"{seconds:.2g} s"
     if seconds < 90:
-        return f"{seconds:.0f} s" if seconds >= 10 or seconds == 0 else f"{seconds:.1f} s"
+        return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     if seconds < 48 * 3600:

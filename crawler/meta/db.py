@@ -676,6 +676,20 @@ class MetaDB:
         out.sort(key=lambda p: (p.year, p.month, p.day, p.object_key))
         return out
 
+    def partition_totals(self, namespace: str, *, ingested_since: str | None = None) -> dict[str, int]:
+        """``objects``, ``records`` (Parquet files only: NDJSON twins hold the same records) and ``bytes`` (every
+        object) of ``namespace``, summed in SQL. With ``ingested_since`` (ISO-8601 UTC, written as the index
+        writes it) only the objects whose oldest record was ingested then or later."""
+        since = "AND min_ingested_at >= ? " if ingested_since is not None else ""
+        params = [namespace] if ingested_since is None else [namespace, ingested_since]
+        row = self._fetch(
+            "SELECT COUNT(*) AS objects, "
+            "COALESCE(SUM(CASE WHEN format = 'parquet' THEN records ELSE 0 END), 0) AS records, "
+            f"COALESCE(SUM(bytes), 0) AS bytes FROM r2_partitions WHERE namespace = ? {since}",
+            params,
+        )[0]
+        return {name: int(row[name]) for name in ("objects", "records", "bytes")}
+
     def delete_partitions(self, keys: list[str]) -> None:
         """Delete partition rows by object key (unknown keys are ignored), in one transaction."""
         keys = list(keys)

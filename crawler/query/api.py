@@ -524,9 +524,11 @@ def _read_catalog(store: ObjectStore, namespace: str) -> dict[str, Any] | None:
 
 def _redis(url: str) -> Any:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    # short timeouts: a Redis that does not answer must not hold the page
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    # short timeouts, no retries: a Redis that does not answer must not hold the page
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 def _one_line(sql: str, limit: int = 300) -> str:
