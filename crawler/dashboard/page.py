@@ -67,6 +67,8 @@ def _runs(state: SourceState) -> list[str]:
     name = state.source.name
     runs = state.runs
     labels = [run["started_at"].strftime("%m-%d %H:%M") if run["started_at"] else "?" for run in runs]
+    if len(set(labels)) < len(labels):  # runs within a minute of each other: their seconds tell them apart
+        labels = [run["started_at"].strftime("%H:%M:%S") if run["started_at"] else "?" for run in runs]
 
     def tooltip(run: dict) -> str:
         duration = human_seconds(run["duration"]) if run["duration"] is not None else "still running"
@@ -87,7 +89,7 @@ def _runs(state: SourceState) -> list[str]:
     durations = [
         Bar(
             label,
-            round(run["duration"] or 0, 1),
+            round(run["duration"] or 0, 3),
             _tone(run["finish_reason"]),
             tooltip(run),
             human_seconds(run["duration"] or 0),

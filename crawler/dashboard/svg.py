@@ -140,7 +140,7 @@ def column_chart(
             f'height="{max(bar_h, 0.5 if value else 0):.1f}" rx="1.5" '
             f"{bar.data()}><title>{escape(tooltip)}</title></rect>"
         )
-        if show_values and value:
+        if show_values:  # zeros too: a missing bar reads as missing data
             parts.append(
                 f'<text class="value" x="{x + bar_w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle">'
                 f"{escape(bar.text or fmt(bar.value))}</text>"

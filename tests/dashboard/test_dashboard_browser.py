@@ -37,7 +37,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def crawled(workspace: Workspace, fake_npm, npm_env) -> Workspace:
-    """Two runs: one with a dead letter (the fake's one-off 503, no retries), then a clean one."""
+    """Three runs: one with a dead letter (the fake's one-off 503, no retries), a clean one, and one that
+    follows the changes feed from a few changes before its head (it saves a cursor)."""
     names = sorted(fake_npm.package_names())
     workspace.crawl(
         "npm",
@@ -47,6 +48,7 @@ def crawled(workspace: Workspace, fake_npm, npm_env) -> Workspace:
         **npm_env,
     )
     workspace.crawl("npm", f"packages={','.join(names[3:10])}", **npm_env)
+    workspace.crawl("npm", "mode=incremental", f"since={fake_npm.last_seq - 5}", **npm_env)
     return workspace
 
 
@@ -105,7 +107,11 @@ def test_the_dashboard_plots_the_stored_numbers_in_chromium(served: str, crawled
     )
     (total,) = crawled.query("SELECT count(*) AS n FROM npm_package_history")
     runs = list(reversed(crawled.meta().last_runs("npm")))
-    assert [run["items"] for run in runs] == [3, 7] and total["n"] == 10
+    items_per_run = [run["items"] for run in runs]
+    assert items_per_run[:2] == [3, 7] and len(runs) == 3 and runs[2]["items"] > 0
+    assert total["n"] == sum(items_per_run)
+    stored_cursors = [c for c in crawled.meta().cursors("npm") if not c["cursor_key"].startswith("etag:")]
+    assert [c["cursor_key"] for c in stored_cursors] == ["default"]  # the feed's position
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -125,14 +131,14 @@ def test_the_dashboard_plots_the_stored_numbers_in_chromium(served: str, crawled
                 box = bar.bounding_box()
                 assert box is not None and box["height"] > 10  # drawn, and tall: the only day with records
             items = source.locator('[data-chart="npm/run-items"] rect.bar')
-            assert items.count() == 2
-            assert [items.nth(n).get_attribute("data-value") for n in range(2)] == ["3", "7"]
-            assert [items.nth(n).get_attribute("data-key") for n in range(2)] == [run["run_id"] for run in runs]
+            assert items.count() == 3
+            assert [items.nth(n).get_attribute("data-value") for n in range(3)] == [str(n) for n in items_per_run]
+            assert [items.nth(n).get_attribute("data-key") for n in range(3)] == [run["run_id"] for run in runs]
             heights = [items.nth(n).bounding_box()["height"] for n in range(2)]
             assert heights[1] > heights[0] > 0  # 7 items plotted taller than 3
-            # the first run: 1 dead letter of 4 inputs, a 25 % error rate; the second none
+            # the first run: 1 dead letter of 4 inputs, a 25 % error rate; the others none
             rates = source.locator('[data-chart="npm/run-error-rate"] rect.bar')
-            assert [rates.nth(n).get_attribute("data-value") for n in range(2)] == ["25", "0"]
+            assert [rates.nth(n).get_attribute("data-value") for n in range(3)] == ["25", "0", "0"]
             dead = source.locator('[data-chart="npm/dead-letters"] rect.bar')
             assert dead.count() == 1 and dead.get_attribute("data-label") == "http_503"
             assert dead.get_attribute("data-value") == "1"
@@ -140,9 +146,7 @@ def test_the_dashboard_plots_the_stored_numbers_in_chromium(served: str, crawled
             partitions = crawled.meta().partitions("npm")
             assert stored_bytes.get_attribute("data-value") == str(sum(p.bytes for p in partitions))
             cursors = source.locator('[data-chart="npm/cursor-lag"] rect.bar')
-            assert cursors.count() == len(
-                [c for c in crawled.meta().cursors("npm") if not c["cursor_key"].startswith("etag:")]
-            )
+            assert cursors.count() == 1 and cursors.get_attribute("data-label") == "default"
             assert page.locator('[data-tile="records stored"] b').inner_text() == str(total["n"])
             assert page.locator('[data-tile="dead letters waiting"] b').inner_text() == "1"
             # every other source is there too, never run
@@ -154,6 +158,6 @@ def test_the_dashboard_plots_the_stored_numbers_in_chromium(served: str, crawled
             print(f"dashboard screenshot: {artifact}")
             assert artifact.stat().st_size > 10_000
             if os.environ.get("DASHBOARD_SCREENSHOT"):
-                source.screenshot(path=os.environ["DASHBOARD_SCREENSHOT"])
+                page.screenshot(path=os.environ["DASHBOARD_SCREENSHOT"], full_page=True)
         finally:
             browser.close()
