@@ -292,7 +292,7 @@ class QueryResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    error: str = Field(description="rejected, sql_error, timeout, busy, not_found or unauthorized")
+    error: str = Field(description="rejected, sql_error, timeout, busy, not_found, unavailable or unauthorized")
     detail: str
 
 
@@ -492,6 +492,11 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
         server = _redis(config.redis_url) if config.redis_url else None
         try:
             page = dashboard_html(store, meta_db_url, server=server, key_prefix=config.distributed_key_prefix)
+        except Exception as exc:  # the metadata DB unreachable or locked: one line, in the API's error shape
+            logger.warning(
+                "dashboard: cannot read the metadata DB: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            return _error(503, "unavailable", f"the metadata DB (META_DB_URL) cannot be read: {type(exc).__name__}")
         finally:
             if server is not None:
                 server.close()

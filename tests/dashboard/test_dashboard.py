@@ -154,3 +154,37 @@ def test_svg_charts():
     rows = bar_rows([Bar("one", 1.5)], name="r", marker=(3, "limit"))
     assert 'data-value="1.5"' in rows and ">limit<" in rows
     assert "nothing yet" in column_chart([], name="e")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_sums_in_sql_on_every_backend(tmp_path: Path, backend: str, request: pytest.FixtureRequest):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'meta.db'}"
+    namespace = next(iter(all_sources().values())).records[0].namespace
+    store = open_store(str(tmp_path / "data"))
+    with MetaDB.connect(url) as meta:
+        assert meta.partition_totals(namespace) == {"objects": 0, "records": 0, "bytes": 0}
+        ingested = [(NOW - timedelta(days=3), 10), (NOW - timedelta(hours=1), 4)]
+        PartitionIndex(store, meta).record(stored_objects(namespace, ingested), "run-1")
+        assert meta.partition_totals(namespace) == {"objects": 4, "records": 14, "bytes": 14 * 800}
+        since = meta.partition_totals(namespace, ingested_since="2026-11-29T00:00:00.000000Z")
+        assert since == {"objects": 2, "records": 4, "bytes": 4 * 800}
+        for reason in ("http_503", "http_503", "too_large"):
+            meta.add_failed("some-source", reason)
+        meta.mark_replayed([meta.add_failed("some-source", "too_large")])
+        assert meta.count_failed_by_reason("some-source") == {"http_503": 2, "too_large": 1}
+        assert meta.count_failed_by_reason("some-source", include_replayed=True) == {"http_503": 2, "too_large": 2}
+        assert meta.count_failed_by_reason("another-source") == {}
+
+
+def test_an_unreachable_metadata_db_is_one_error(tmp_path: Path):
+    config = ApiConfig(
+        storage_uri=str(tmp_path),
+        api_keys=("k1",),
+        isolation="thread",
+        workers=1,
+        meta_db_url="postgresql://nobody@127.0.0.1:9/meta?connect_timeout=2",
+    )
+    with TestClient(create_app(config)) as client:
+        response = client.get("/", headers={"X-API-Key": "k1"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable" and "META_DB_URL" in response.json()["detail"]
