@@ -12,6 +12,9 @@ from crawler.dashboard.svg import Bar, bar_rows, column_chart, compact, human_by
 
 __all__ = ["render_page"]
 
+#: a cursor that has not moved for longer is drawn in amber (a daily schedule that missed twice)
+CURSOR_STALE_SECONDS = 2 * 86400
+
 STYLE = """
 :root { --ok:#2f9e6b; --warn:#d9922b; --bad:#d64545; --info:#3d7cc9; --muted:#9aa5b1; --ink:#1f2933;
   --soft:#616e7c; --line:#e4e7eb; --card:#fff; --page:#f5f7fa; }
@@ -49,6 +52,10 @@ footer { color:var(--soft); font-size:12px; padding:0 24px 24px; }
 """
 
 
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "?"
+
+
 def _tone(finish_reason: str | None) -> str:
     if finish_reason == "finished":
         return "ok"
@@ -74,7 +81,7 @@ def _runs(state: SourceState) -> list[str]:
         duration = human_seconds(run["duration"]) if run["duration"] is not None else "still running"
         rate = f"{run['error_rate']:.1%}" if run["error_rate"] is not None else "-"
         return (
-            f"{run['started_at']:%Y-%m-%d %H:%M} UTC · {run['finish_reason'] or 'running'} · {run['items']:,} items · "
+            f"{_when(run['started_at'])} · {run['finish_reason'] or 'running'} · {run['items']:,} items · "
             f"error rate {rate} · {duration}"
         )
 
@@ -156,8 +163,8 @@ def _cursors(state: SourceState) -> str:
         Bar(
             cursor["key"],
             round(cursor["age"] or 0),
-            "warn" if (cursor["age"] or 0) > 2 * 86400 else "info",
-            f"{cursor['key']} = {cursor['value']} · saved {human_seconds(cursor['age'] or 0)} ago",
+            "warn" if (cursor["age"] or 0) > CURSOR_STALE_SECONDS else "info",
+            f"{cursor['key']} = {str(cursor['value'])[:80]} · saved {human_seconds(cursor['age'] or 0)} ago",
             human_seconds(cursor["age"] or 0),
         )
         for cursor in state.cursors[:12]
