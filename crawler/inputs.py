@@ -119,6 +119,11 @@ def stored_people(settings: Any, selector: str) -> Iterator[tuple[str | None, st
                 f"WHERE {_column(email_column)} IS NOT NULL"
             )
             for name, addresses in _rows(con, sql):
-                parsed = [(n, a) for n, a in getaddresses([str(addresses)]) if "@" in a]
+                text = str(addresses).strip()
+                if "<" not in text and "," not in text and '"' not in text:  # one bare address: most rows
+                    if "@" in text and " " not in text:
+                        yield (name or None), text.lower()
+                    continue
+                parsed = [(n, a) for n, a in getaddresses([text]) if "@" in a]
                 for parsed_name, address in parsed:
                     yield (name if len(parsed) == 1 and name else parsed_name or None), address.lower()

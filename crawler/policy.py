@@ -23,6 +23,12 @@ class SourcePolicy:
     #: exponential back-off: base * 2**attempt seconds, capped; a Retry-After header wins
     backoff_base: float = 1.0
     backoff_max: float = 120.0
+    #: the longest ``Retry-After`` obeyed (seconds); a longer one is capped (the wait happens in the
+    #: scheduler, not in a download slot: crawler/scheduler.py)
+    retry_after_max: float = 300.0
+    #: seconds from a request's first attempt after which it is not retried again: a body trickling in,
+    #: or a server that keeps failing, costs at most this (plus one download timeout)
+    request_deadline: float = 600.0
     #: HTTP statuses that are retried
     retry_http_codes: tuple[int, ...] = (429, 500, 502, 503, 504, 522, 524, 408)
     #: the setting that holds this source's proxy list (comma-separated or a list), ``<SOURCE>_PROXIES``
@@ -49,6 +55,8 @@ class SourcePolicy:
             "RETRY_HTTP_CODES": list(self.retry_http_codes),
             "RETRY_BACKOFF_BASE": self.backoff_base,
             "RETRY_BACKOFF_MAX": self.backoff_max,
+            "RETRY_AFTER_MAX": self.retry_after_max,
+            "REQUEST_DEADLINE_SECONDS": self.request_deadline,
             "DOWNLOAD_MAXSIZE": self.max_response_bytes,
             "DOWNLOAD_WARNSIZE": min(self.max_response_bytes, 32 * 1024 * 1024),
             "DOWNLOAD_TIMEOUT": self.download_timeout,

@@ -42,9 +42,9 @@ RUN_ID = _env("RUN_ID")
 # they are read from -s, this module, or the environment under their own names (README: per source).
 
 # -- retries and proxies -------------------------------------------------------------------------
-# RETRY_TIMES, RETRY_BACKOFF_BASE and RETRY_BACKOFF_MAX come from each spider's policy; override
-# them for one crawl with -s. A Retry-After longer than RETRY_AFTER_MAX seconds is capped.
-RETRY_AFTER_MAX = float(_env("RETRY_AFTER_MAX", "600"))
+# RETRY_TIMES, RETRY_BACKOFF_BASE, RETRY_BACKOFF_MAX, RETRY_AFTER_MAX (a longer Retry-After is capped)
+# and REQUEST_DEADLINE_SECONDS (no retry past it) come from each spider's policy; override them for
+# one crawl with -s.
 # a request that fails for good becomes a dead letter (counted and stored): a warning, not an error
 RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
 PROXY_BENCH_SECONDS = float(_env("PROXY_BENCH_SECONDS", "300"))
@@ -83,6 +83,8 @@ ITEM_PIPELINES = {
     "crawler.pipelines.normalize.NormalizePipeline": 100,
     "crawler.pipelines.store.StorePipeline": 900,
 }
+# requests due later (a retry's back-off, Retry-After) wait in the scheduler, not in a download slot
+SCHEDULER = "crawler.scheduler.Scheduler"
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.retry.BackoffRetryMiddleware": 550,

@@ -227,6 +227,13 @@ class Source:
     download_handlers: Mapping[str, str] = field(default_factory=dict)
     #: the spider's arguments (``-a name=value``), besides ``mode`` (from ``modes``) and ``shard``
     arguments: tuple[Argument, ...] = ()
+    #: prefixes of the source's setting names besides ``<NAME>_`` (e.g. those of a service it calls:
+    #: ``HUNTER_``); no two sources share one
+    extra_setting_prefixes: tuple[str, ...] = ()
+
+    @property
+    def setting_prefixes(self) -> tuple[str, ...]:
+        return (self.name.upper() + "_", *self.extra_setting_prefixes)
 
     def all_arguments(self) -> tuple[Argument, ...]:
         """The declared arguments, then ``mode`` (when the source has modes) and ``shard``."""

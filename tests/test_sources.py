@@ -77,9 +77,14 @@ def test_every_source_declares_sane_policy_settings_and_records(name):
     assert policy.retries >= 1 and policy.backoff_base > 0
     assert 429 in policy.retry_http_codes and 503 in policy.retry_http_codes
     assert 0 < policy.max_response_bytes <= 1024**3
+    assert 0 < policy.retry_after_max < policy.request_deadline <= 3600, "a capped Retry-After must fit the deadline"
     names = [setting.name for setting in source.settings]
     assert len(names) == len(set(names))
-    assert all(n.startswith(name.upper() + "_") for n in names), "a source's settings carry its prefix"
+    assert all(n.startswith(source.setting_prefixes) for n in names), "a source's settings carry its prefixes"
+    assert source.setting_prefixes[0] == name.upper() + "_"
+    for other in SOURCES.values():
+        if other is not source:  # no setting name could belong to two sources
+            assert not any(p.startswith(source.setting_prefixes) for p in other.setting_prefixes)
     if policy.proxies_setting is not None:
         assert policy.proxies_setting in names
     for setting in source.settings:

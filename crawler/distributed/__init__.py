@@ -9,7 +9,7 @@ in scrapy-redis's shared queue and dupefilter, with every request leased to the 
 
 from __future__ import annotations
 
-from scrapy.settings import BaseSettings
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 
 __all__ = ["RedisAddon"]
 
@@ -21,7 +21,9 @@ class RedisAddon:
         if not settings.get("REDIS_URL"):
             return
         prefix = settings.get("DISTRIBUTED_KEY_PREFIX", "crawler")
-        settings.set("SCHEDULER", "crawler.distributed.scheduler.LeasingScheduler", priority="addon")
+        # replaces the project's local scheduler (crawler.scheduler.Scheduler, set at project priority)
+        priority = max(settings.getpriority("SCHEDULER") or 0, SETTINGS_PRIORITIES["addon"])
+        settings.set("SCHEDULER", "crawler.distributed.scheduler.LeasingScheduler", priority=priority)
         settings.set("SCHEDULER_QUEUE_CLASS", "crawler.distributed.scheduler.LeasedPriorityQueue", priority="addon")
         settings.set("SCHEDULER_QUEUE_KEY", f"{prefix}:%(spider)s:requests", priority="addon")
         settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter", priority="addon")

@@ -20,6 +20,7 @@ from scrapy_redis.scheduler import Scheduler
 from crawler.distributed.coordinator import LEASE_META, Coordinator
 from crawler.extensions.cursors import PAGES_META, UNIT_META
 from crawler.middlewares import CREDENTIAL_HEADERS_META
+from crawler.scheduler import HoldsDelayedRequests
 
 #: requests leased per round trip to Redis (they are this worker's from then on)
 POP_BATCH = 8
@@ -57,7 +58,7 @@ def _method_name(spider: Spider, function: Any) -> Any:
     return _UNKNOWN
 
 
-class LeasingScheduler(Scheduler):
+class _LeasingScheduler(Scheduler):
     coordinator: Coordinator
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,10 +68,11 @@ class LeasingScheduler(Scheduler):
         self._empty_until = 0.0  # the queue was found empty: until then, do not ask again
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> LeasingScheduler:
+    def from_crawler(cls, crawler: Crawler) -> _LeasingScheduler:
         from crawler.distributed.extension import Distributed  # the extension owns the coordinator
 
         scheduler = super().from_crawler(crawler)
+        scheduler.crawler = crawler
         extension = crawler.get_extension(Distributed)
         if extension is None:
             raise RuntimeError("LeasingScheduler needs crawler.distributed.extension.Distributed in EXTENSIONS")
@@ -132,3 +134,8 @@ class LeasingScheduler(Scheduler):
     def close(self, reason: str) -> None:
         # state is shared by the workers: the coordinator clears it when the last worker leaves
         return None
+
+
+class LeasingScheduler(HoldsDelayedRequests, _LeasingScheduler):
+    """The shared queue's scheduler; a retry due later waits in this worker (its old lease held meanwhile,
+    so that it is queued again if the worker dies) and joins the shared queue when due."""

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -91,6 +92,13 @@ class ApiConfig:
     #: a distributed crawl's Redis (REDIS_URL): the dashboard shows its workers and queue
     redis_url: str | None = field(default=None, repr=False)
     distributed_key_prefix: str = "crawler"
+    #: queries one key may run at once (0: one fewer than the workers, at least 1), so that one caller's
+    #: heavy queries never take every worker from the others
+    per_key_queries: int = 0
+
+    @property
+    def key_share(self) -> int:
+        return self.per_key_queries or max(self.workers - 1, 1)
 
     @classmethod
     def from_settings(cls, settings: BaseSettings, **overrides: Any) -> ApiConfig:
@@ -129,6 +137,7 @@ class ApiConfig:
             "memory_limit_mb": number("QUERY_MEMORY_LIMIT_MB", "1024", int),
             "worker_memory_mb": number("QUERY_WORKER_MEMORY_MB", "3072", int),
             "isolation": get("QUERY_ISOLATION", "process"),
+            "per_key_queries": number("QUERY_PER_KEY_QUERIES", "0", int),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
@@ -149,6 +158,46 @@ class ApiConfig:
             raise ConfigError("QUERY_API_PORT must be a TCP port")
         if self.isolation not in ("process", "thread"):
             raise ConfigError("QUERY_ISOLATION must be 'process' or 'thread'")
+        if self.per_key_queries < 0:
+            raise ConfigError("QUERY_PER_KEY_QUERIES must be 0 (automatic) or more")
+
+
+class HideQueryStrings(logging.Filter):
+    """uvicorn's access log without query strings: the API takes none, so one is either a mistake or a
+    key sent where it does not belong (``?api_key=…``) — never written to a log, whatever the route."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
+ACCESS_LOG_FILTER = HideQueryStrings()
+logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_FILTER)
+
+
+class KeyShares:
+    """At most ``share`` queries at once per API key: a key over its share is answered 429 at once
+    rather than queued behind its own queries, and the other keys keep the remaining workers."""
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        with self._lock:
+            if self._running.get(key, 0) >= self.share:
+                return False
+            self._running[key] = self._running.get(key, 0) + 1
+            return True
+
+    def give_back(self, key: str) -> None:
+        with self._lock:
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
 
 
 # -- authentication --------------------------------------------------------------------------------
@@ -340,6 +389,7 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
         except ValueError as exc:
             raise ConfigError(f"STORAGE_URI: {exc}") from None
     state: dict[str, SafeQueryEngine] = {}
+    shares = KeyShares(config.key_share)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -411,6 +461,7 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
             **errors,
             400: {"model": ErrorResponse, "description": "statement not allowed (only one SELECT over the views)"},
             422: {"model": ErrorResponse, "description": "SQL error"},
+            429: {"model": ErrorResponse, "description": "this key already runs its share of concurrent queries"},
             503: {"model": ErrorResponse, "description": "every query worker is busy"},
             504: {"model": ErrorResponse, "description": "the query ran longer than the timeout"},
         },
@@ -420,6 +471,10 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
         # A plain def: FastAPI runs it in its thread pool, and the engine blocks.
         engine = state["engine"]
         key = getattr(request.state, "api_key_id", "-")  # the key's position in QUERY_API_KEYS, never the key
+        if not shares.take(key):
+            logger.info("query refused key=%s: over its share of %d concurrent queries", key, shares.share)
+            detail = f"this API key already runs {shares.share} queries: wait for one to finish"
+            return _error(429, "busy", detail, {"Retry-After": "1"})
         try:
             result = engine.run(body.sql)
         except QueryError as exc:
@@ -429,6 +484,8 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
                     headers = {"Retry-After": "1"} if status == 503 else None
                     return _error(status, name, exc.message, headers)
             raise
+        finally:
+            shares.give_back(key)
         logger.info(
             "query ok key=%s: %d row(s)%s in %.0f ms | %s",
             key,

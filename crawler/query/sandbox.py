@@ -91,7 +91,6 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
         "json_each",
         "json_tree",
         "duckdb_tables",
-        "duckdb_views",
         "duckdb_columns",
         "duckdb_schemas",
         "duckdb_types",
@@ -105,8 +104,23 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
 # check (json_serialize_plan), write somewhere (write_log), or read the environment (getenv: CLI
 # only today, refused in case a build brings it).
 DENIED_FUNCTIONS = frozenset({"current_setting", "getenv", "json_serialize_plan", "write_log"})
-# Built-in views over the functions above.
-DENIED_TABLES = frozenset({"pg_settings", "duckdb_settings", "duckdb_logs", "duckdb_secrets"})
+# Built-in views over the functions above, and the catalog views that show a view's SQL: ours name the
+# server's absolute paths of the data files (duckdb_views() is off the allow-list for the same reason).
+DENIED_TABLES = frozenset(
+    {
+        "pg_settings",
+        "duckdb_settings",
+        "duckdb_logs",
+        "duckdb_secrets",
+        "duckdb_views",
+        "sqlite_master",
+        "sqlite_schema",
+        "sqlite_temp_master",
+        "sqlite_temp_schema",
+        "pg_views",
+        "views",  # information_schema.views (view_definition)
+    }
+)
 # Our views are plain identifiers; a table name with any of these is DuckDB's replacement scan of
 # a file or URL ('/etc/passwd', 'x.csv', 's3://…', 'data/*.parquet').
 _PATH_LIKE = re.compile(r"[./\\:*?~]")

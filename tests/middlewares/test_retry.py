@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -7,7 +8,8 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.http import Response
 from scrapy.utils.test import get_crawler
 
-from crawler.middlewares.retry import BackoffRetryMiddleware
+from crawler.middlewares.retry import FIRST_ATTEMPT_META, BackoffRetryMiddleware
+from crawler.scheduler import NOT_BEFORE_META
 from crawler.spiders.npm.spider import NpmSpider
 
 
@@ -21,18 +23,20 @@ def middleware(**settings) -> BackoffRetryMiddleware:
     return BackoffRetryMiddleware.from_crawler(crawler)
 
 
+class Waits(list):
+    """The waits the retries were given (seconds from when they were returned to when they are due)."""
+
+    def of(self, retry: Request) -> Request:
+        self.append(round(retry.meta[NOT_BEFORE_META] - time.monotonic()))
+        return retry
+
+
 @pytest.fixture
-def waiting(monkeypatch) -> tuple[BackoffRetryMiddleware, list[float]]:
-    """A middleware of an npm crawl whose waits are recorded instead of slept."""
+def waiting() -> tuple[BackoffRetryMiddleware, Waits]:
+    """A middleware of an npm crawl; the retries it returns carry when they are due."""
     mw = middleware()
-    waited: list[float] = []
-
-    async def fake_wait(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr(mw, "_wait", fake_wait)
     mw.crawler.spider = NpmSpider.from_crawler(mw.crawler, packages="x")
-    return mw, waited
+    return mw, Waits()
 
 
 def response(status: int, retry_after: str | None = None) -> Response:
@@ -42,6 +46,7 @@ def response(status: int, retry_after: str | None = None) -> Response:
 
 def test_retry_after_seconds_and_dates_are_read_and_capped():
     mw = middleware()
+    mw.retry_after_max = 100
     assert mw.retry_after(response(429, "7")) == 7
     assert mw.retry_after(response(429, "100000")) == 100
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
@@ -65,6 +70,7 @@ async def test_retry_waits_for_retry_after_then_retries(status, waiting):
     request = Request("http://127.0.0.1/x")
     result = await mw.process_response(request, response(status, "3"))
     assert isinstance(result, Request) and result.meta["retry_times"] == 1
+    waited.of(result)
     assert waited == [3]
 
 
@@ -85,7 +91,7 @@ def without_private_retry(monkeypatch):
 async def test_retries_are_built_with_the_public_get_retry_request(without_private_retry, waiting):
     mw, waited = waiting
     request = Request("http://127.0.0.1/x", priority=5, meta={"priority_adjust": -2})
-    retry = await mw.process_response(request, response(503, "2"))
+    retry = waited.of(await mw.process_response(request, response(503, "2")))
     assert isinstance(retry, Request) and retry.meta["retry_times"] == 1 and retry.dont_filter
     assert retry.priority == 3 and waited == [2]
     stats = mw.crawler.stats
@@ -96,7 +102,38 @@ async def test_retries_are_built_with_the_public_get_retry_request(without_priva
     # an exception: backed off, not Retry-After; a request's own max_retry_times is honoured
     retry = await mw.process_exception(request, TimeoutError())
     assert isinstance(retry, Request) and retry.meta["retry_times"] == 1
-    assert 0.75 <= waited[-1] <= 1.25
+    assert 0.7 <= retry.meta[NOT_BEFORE_META] - time.monotonic() <= 1.25
     spent = Request("http://127.0.0.1/x", meta={"retry_times": 1, "max_retry_times": 1})
     assert await mw.process_exception(spent, TimeoutError()) is None
     assert stats.get_value("retry/max_reached") == 1
+
+
+async def test_a_hostile_retry_after_is_capped_by_the_policy_and_never_slept_on(waiting):
+    mw, waited = waiting
+    mw.retry_after_max = 5
+    started = time.monotonic()
+    retry = await mw.process_response(Request("http://127.0.0.1/x"), response(429, "999999999"))
+    assert time.monotonic() - started < 1  # returned at once: the wait is the scheduler's
+    waited.of(retry)
+    assert waited == [5]
+
+
+async def test_no_retry_past_the_request_deadline(waiting):
+    mw, _ = waiting
+    mw.deadline = 60
+    old = Request("http://127.0.0.1/x", meta={FIRST_ATTEMPT_META: time.time() - 59.5})
+    final = response(503, "5")  # 59.5 s + 5 s > 60 s
+    assert await mw.process_response(old, final) is final
+    assert (
+        await mw.process_exception(old.replace(), TimeoutError()) is None
+    )  # 59.5 s + 0.75..1.25 s back-off: past it too
+    young = Request("http://127.0.0.1/x")
+    retry = await mw.process_response(young, response(503, "5"))
+    assert isinstance(retry, Request) and retry.meta[FIRST_ATTEMPT_META] == young.meta[FIRST_ATTEMPT_META]
+    assert mw.crawler.stats.get_value("retry/deadline_reached") == 2
+
+
+def test_the_policy_sets_the_cap_and_the_deadline():
+    mw = middleware(RETRY_AFTER_MAX=None)
+    assert mw.retry_after_max == NpmSpider.declaration.policy.retry_after_max
+    assert mw.deadline == NpmSpider.declaration.policy.request_deadline

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -467,3 +468,33 @@ def test_scrapy_serve(workspace) -> None:
     assert "Application shutdown complete" in err
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "query workers outlived the server"
     assert KEY not in out and KEY not in err and WRONG_KEY not in err
+
+
+# -- fairness and the access log -------------------------------------------------------------------
+
+
+def test_one_key_cannot_take_every_worker(server: Server) -> None:
+    """Two workers: a key gets one at a time (429 beyond it), so another key is still answered."""
+    with server.client(KEY) as first, server.client(OTHER_KEY) as second, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(first.post, "/query", json={"sql": "SELECT sleep_ms(1500) AS slept"})
+        deadline = time.monotonic() + 10
+        while (refused := first.post("/query", json={"sql": "SELECT 1"})).status_code == 200:
+            assert time.monotonic() < deadline, "the slow query never started"
+            time.sleep(0.02)
+        assert refused.status_code == 429 and refused.json()["error"] == "busy"
+        assert refused.headers["Retry-After"] == "1"
+        other = second.post("/query", json={"sql": "SELECT 42 AS answer"})
+        assert other.status_code == 200 and other.json()["rows"] == [[42]]
+        assert slow.result().status_code == 200
+    with server.client(KEY) as first:  # the share is given back
+        assert first.post("/query", json={"sql": "SELECT 1"}).status_code == 200
+
+
+def test_query_strings_never_reach_the_access_log() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/namespaces?api_key={KEY}&x=1", "1.1", 401), None,
+    )  # fmt: skip
+    for handler_filter in logging.getLogger("uvicorn.access").filters:
+        handler_filter.filter(record)
+    assert KEY not in record.getMessage() and "/namespaces?…" in record.getMessage()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ import pytest
 from crawler.query.sandbox import (
     Limits,
     QueryBusy,
+    QueryError,
     QueryFailed,
     QueryRejected,
     QueryTimeout,
@@ -123,6 +125,36 @@ def test_sql_errors_fail(engine: SafeQueryEngine) -> None:
         engine.run("SELECT FROM WHERE")
     with pytest.raises(QueryFailed, match="does not exist"):
         engine.run("SELECT * FROM no_such_table")
+
+
+# Catalog reads: each answers without the server's paths of the data files, or is refused.
+INTROSPECTION = [
+    "SELECT sql FROM duckdb_views()",
+    "SELECT * FROM duckdb_views",
+    "SELECT * FROM sqlite_master",
+    "SELECT * FROM sqlite_schema",
+    "SELECT * FROM information_schema.views",
+    "SELECT * FROM pg_catalog.pg_views",
+    "SELECT * FROM duckdb_tables()",
+    "SELECT * FROM duckdb_columns()",
+    "SELECT * FROM duckdb_functions() WHERE macro_definition IS NOT NULL",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM information_schema.columns",
+    "SELECT * FROM pg_catalog.pg_class",
+    "SHOW ALL TABLES",
+    "SUMMARIZE npm_package",
+    "SELECT filename FROM npm_package",
+]
+
+
+@pytest.mark.parametrize("sql", INTROSPECTION)
+def test_no_answer_reveals_where_the_data_files_are(engine: SafeQueryEngine, store: ObjectStore, sql: str) -> None:
+    root = store.uri.removeprefix("file://")
+    try:
+        answer = json.dumps(engine.run(sql).rows, default=str)
+    except QueryError as refused:
+        answer = refused.message
+    assert root not in answer and ".parquet" not in answer
 
 
 # -- what is refused -------------------------------------------------------------------------------

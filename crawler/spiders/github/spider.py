@@ -219,11 +219,11 @@ class GithubSpider(SourceSpider):
         suffix = "@" + domain
         for item in (doc or {}).get("items", []):
             repo = (item.get("repository") or {}).get("full_name")
-            emails = [
+            addresses = [
                 ((item.get("commit") or {}).get(role) or {}).get("email") or "" for role in ("author", "committer")
             ]
             # free-text search also matches messages: keep only commits by an address at the domain
-            by_domain = repo and any(email.lower().endswith(suffix) for email in emails)
+            by_domain = repo and any(email.lower().endswith(suffix) for email in addresses)
             if by_domain and (
                 record := self.build(lambda d, r=repo: GithubCommit.from_api(d, r), item, response=response)
             ):
