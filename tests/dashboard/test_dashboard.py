@@ -42,22 +42,28 @@ def values(page: str, chart: str) -> dict[str, str]:
     return dict(re.findall(r'<rect class="bar [^"]*"[^>]*data-label="([^"]*)" data-value="([^"]*)"', svg.group(0)))
 
 
+TTL_DAYS = 10
+
+
 @pytest.fixture
-def with_ttl() -> tuple:
-    """A source that declares a freshness TTL, and its first namespace."""
-    source = next((s for s in all_sources().values() if s.policy.freshness_ttl > 0), None)
-    if source is None:
-        pytest.skip("no source declares a freshness TTL")
+def with_ttl(monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """The first source, as if it declared a freshness TTL of :data:`TTL_DAYS` days, and its first namespace."""
+    sources = dict(all_sources())
+    name = sorted(sources)[0]
+    ttl = timedelta(days=TTL_DAYS).total_seconds()
+    source = dataclasses.replace(sources[name], policy=dataclasses.replace(sources[name].policy, freshness_ttl=ttl))
+    sources[name] = source
+    monkeypatch.setattr("crawler.dashboard.data.all_sources", lambda: sources)
     return source, source.records[0].namespace
 
 
 def test_records_per_day_bytes_freshness_and_dead_letters_from_the_index(tmp_path: Path, with_ttl):
     source, namespace = with_ttl
-    ttl = source.policy.freshness_ttl
     store = open_store(str(tmp_path))
     url = f"sqlite:///{tmp_path / '_meta' / 'meta.db'}"
-    old = NOW - timedelta(seconds=ttl * 2)
+    old = NOW - timedelta(days=TTL_DAYS + 2)  # older than the TTL
     ingested = [(old, 40), (NOW - timedelta(days=1), 25), (NOW - timedelta(hours=1), 5), (NOW - timedelta(hours=2), 7)]
+    ingested.append((NOW - timedelta(days=45), 3))  # before the 30 days plotted
     with MetaDB.connect(url) as meta:
         PartitionIndex(store, meta).record(stored_objects(namespace, ingested), "run-1")
         meta.start_run("run-1", source.name, source.name, {}, "host")
@@ -68,13 +74,15 @@ def test_records_per_day_bytes_freshness_and_dead_letters_from_the_index(tmp_pat
         replayed = meta.add_failed(source.name, "http_500")
         meta.mark_replayed([replayed])
         meta.save_cursor(source.name, "42", "serial")
-        assert meta.partition_totals(namespace) == {"objects": 8, "records": 77, "bytes": 77 * 800}
+        assert meta.partition_totals(namespace) == {"objects": 10, "records": 80, "bytes": 80 * 800}
         (state,) = [s for s in gather(meta, store, now=NOW) if s.source is source]
     ns = next(n for n in state.namespaces if n.namespace == namespace)
-    assert ns.records == 77 and ns.bytes == 77 * 800
-    assert ns.within_ttl == 37  # the 40 records older than the TTL are not
-    assert dict(ns.per_day)[NOW.date()] == 12 and dict(ns.per_day)[(NOW - timedelta(days=1)).date()] == 25
+    assert ns.records == 80 and ns.bytes == 80 * 800
+    assert ns.within_ttl == 37  # the 43 records older than the TTL are not
+    per_day = dict(ns.per_day)
+    assert per_day[NOW.date()] == 12 and per_day[(NOW - timedelta(days=1)).date()] == 25 and per_day[old.date()] == 40
     assert len(ns.per_day) == 30 and ns.per_day[-1][0] == NOW.date()  # the last 30 days, empty days as 0
+    assert sum(per_day.values()) == 77 and per_day[(NOW - timedelta(days=2)).date()] == 0
     assert state.dead_letters == [("not_found", 2), ("http_503", 1)]  # by kind; the replayed one is not waiting
     assert [c["key"] for c in state.cursors] == ["serial"]
     assert state.runs[0]["items"] == 77 and state.runs[0]["error_rate"] == round(3 / 80, 4)
@@ -84,8 +92,12 @@ def test_records_per_day_bytes_freshness_and_dead_letters_from_the_index(tmp_pat
     assert days[NOW.strftime("%m-%d")] == "12" and days[(NOW - timedelta(days=1)).strftime("%m-%d")] == "25"
     assert f'data-key="{NOW.date().isoformat()}"' in page
     assert values(page, f"{source.name}/dead-letters") == {"not_found": "2", "http_503": "1"}
-    assert values(page, f"{source.name}/bytes")[namespace] == str(77 * 800)
-    assert "37 of 77 within the TTL" in page and 'class="marker"' in page  # the TTL line on the freshness plot
+    assert values(page, f"{source.name}/bytes")[namespace] == str(80 * 800)
+    assert "37 of 80 within the TTL" in page and 'class="marker"' in page  # the TTL line on the freshness plot
+    freshness = values(page, f"{source.name}/freshness")
+    assert freshness[f"{namespace} oldest"] == str(45 * 86400) and freshness[f"{namespace} newest"] == "3600"
+    oldest = re.search(rf'<rect class="bar (\w+)"[^>]*data-label="{re.escape(namespace)} oldest"', page)
+    assert oldest and oldest.group(1) == "bad"  # the oldest record is past the TTL: drawn red
     assert "<script" not in page
 
 
