@@ -41,6 +41,7 @@ class Command(ScrapyCommand):
         from tqdm import tqdm
 
         from crawler.storage.compaction import Compactor, stored_days
+        from crawler.storage.reconcile import reconcile
 
         if len(args) != 1 or args[0] not in Record.registry:
             raise UsageError(f"give one namespace: {', '.join(sorted(Record.registry))}")
@@ -49,6 +50,7 @@ class Command(ScrapyCommand):
         config = IngestionConfig.from_settings(self.settings)
         store = open_store(config.storage_uri)
         meta = MetaDB.connect(config.meta_db_url)
+        reconcile(store, meta, [record_type.namespace])  # what a killed crawl or compaction left
         days = stored_days(store, record_type.namespace)
         if opts.day:
             days = [d for d in days if d == opts.day]

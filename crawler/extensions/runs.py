@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 
+from crawler.config import get_float
 from crawler.extensions.services import Services
+from crawler.storage.reconcile import reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,10 @@ class RunRecorder:
             getattr(spider, "arguments", {}),
             socket.gethostname(),
         )
+        # what an earlier run killed mid-write left behind, before this run writes
+        namespaces = [record_type.namespace for record_type in getattr(spider, "records", ())]
+        grace = timedelta(seconds=get_float(self.crawler.settings, "RECONCILE_GRACE_SECONDS", 600.0, minimum=0))
+        await self.services.in_meta_thread(reconcile, self.services.store, self.services.meta, namespaces, grace=grace)
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         stats = self.crawler.stats.get_stats()

@@ -169,3 +169,24 @@ def test_an_answer_for_another_package_is_a_dead_letter_not_a_record_of_it(works
     assert workspace.query("SELECT name FROM npm_package_history") == []
     (failed,) = workspace.meta().failed("npm")
     assert failed["reason"].startswith("key_mismatch: asked for 'victim'") and failed["url"].endswith("/victim")
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.3], ids=["fetched-before", "fetch-under-way"])
+def test_a_package_announced_on_many_pages_is_fetched_once_at_its_newest_rev(workspace, latency):
+    with FakeNpmRegistry(packages=40, seed=5, latency=latency).serve() as fake:
+        names = sorted(fake.package_names())
+        busy = names[0]
+        # the package changes four more times, each change on a later page (pages of 10 changes)
+        for round_ in range(4):
+            newest = fake.publish(busy)
+            for other in names[1 + round_ * 10 : 1 + round_ * 10 + 9]:
+                fake.publish(other)
+        env = {"NPM_REGISTRY_URL": fake.registry_url, "NPM_CHANGES_URL": fake.changes_url}
+        workspace.crawl("npm", "mode=incremental", settings={"NPM_CHANGES_PAGE_SIZE": 10}, **env)
+        assert fake.requests[busy] == 1
+        assert all(fake.requests[name] == 1 for name in names)
+        assert workspace.meta().get_cursor("npm") == str(fake.last_seq)
+    stored = workspace.query(f"SELECT rev FROM npm_package_history WHERE name = '{busy}'")
+    assert stored == [{"rev": newest}]
+    (run,) = workspace.meta().last_runs("npm")
+    assert run["items"] == len(names) and run["stats"]["npm/fetched_once"] >= 4

@@ -55,6 +55,10 @@ class NpmSpider(SourceSpider):
         self._feed_pending = 0
         self.cursor_key = FULL_CURSOR if self.mode == "full" else "default"
         self._deferred_page: scrapy.Request | None = None
+        # A package the feed announces on several pages is fetched once per run, at its newest rev:
+        # the generation fetched (and stored) this run, and the newest announced for a fetch under way.
+        self._fetched: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> NpmSpider:
@@ -140,7 +144,10 @@ class NpmSpider(SourceSpider):
                 yield NpmPackage.tombstone(change["id"])
             else:
                 revs = change.get("changes") or [{}]
-                yield self.packument_request(change["id"], change_rev=(revs[-1] or {}).get("rev"))
+                rev = (revs[-1] or {}).get("rev")
+                if self.fetched_this_run(change["id"], rev):
+                    continue
+                yield self.packument_request(change["id"], change_rev=rev)
         if (feed["results"] and int(feed.get("pending") or 0) > 0) or len(feed["results"]) >= self.page_size:
             next_page = self.changes_request(last_seq, mode, feed_url)
             # Back-pressure: read further only while fewer than two pages of packuments are queued.
@@ -154,6 +161,28 @@ class NpmSpider(SourceSpider):
             # full cursor is cleared, so the next full run starts over.
             self.cursor_page("", key=FULL_CURSOR, stream="feed")
             self.cursor_page(last_seq, key="default", stream="feed")
+
+    def fetched_this_run(self, name: str, rev: str | None) -> bool:
+        """Whether this change needs no request of its own: this run stored the package at a rev at least
+        as new, or a fetch of it is under way (then it must bring this rev: see :meth:`is_stale`).
+
+        The cursor rule holds: the earlier request belongs to an earlier page of the feed, and a page's
+        position is saved only after every earlier page's work is stored. In a distributed crawl another
+        worker may answer the request under way, so only what this worker stored counts there."""
+        generation = rev_generation(rev)
+        if generation is None:
+            return False
+        fetched = self._fetched.get(name)
+        if fetched is not None and fetched >= generation:
+            self.crawler.stats.inc_value("npm/fetched_once")
+            return True
+        if name in self._pending and self.distributed is None:
+            self._pending[name] = max(self._pending[name], generation)
+            self.crawler.stats.inc_value("npm/fetched_once")
+            return True
+        if self.distributed is None:
+            self._pending[name] = generation
+        return False
 
     def more_work(self) -> Iterator[scrapy.Request]:
         if self.mode not in ("incremental", "full"):
@@ -194,6 +223,7 @@ class NpmSpider(SourceSpider):
         return scrapy.Request(
             self.registry_url + quote(name, safe="@"),
             callback=self.parse_packument,
+            errback=self.packument_failed,
             headers={"Accept": "application/json"},
             meta={
                 EXPECTED_KEY_META: name,
@@ -207,9 +237,14 @@ class NpmSpider(SourceSpider):
             dont_filter=not self.dedupe_across_workers,
         )
 
+    def packument_failed(self, failure: Any) -> Iterator[Any]:
+        self._pending.pop(failure.request.meta["package"], None)  # a later page announcing it fetches it
+        yield from self.errback(failure)
+
     async def parse_packument(self, response: Response) -> AsyncIterator[Any]:
         name = response.meta["package"]
         if response.status in (404, 410):
+            self._pending.pop(name, None)
             self.crawler.stats.inc_value(f"npm/http_{response.status}")
             # a change the feed reported is a deletion; a name asked for by hand may be a typo
             if response.meta.get("change_rev") is not None or await self.stored_before(NpmPackage, name):
@@ -218,10 +253,10 @@ class NpmSpider(SourceSpider):
                 self.not_found(name, response)
             return
         doc = self.parse_json(response)
-        if doc is None:
-            return
         if not isinstance(doc, dict):
-            self.dead_letter("invalid_packument: not an object", response=response, payload=response.body)
+            self._pending.pop(name, None)
+            if doc is not None:
+                self.dead_letter("invalid_packument: not an object", response=response, payload=response.body)
             return
         if self.is_stale(doc, response):
             await asyncio.sleep(self.stale_delay)
@@ -229,12 +264,18 @@ class NpmSpider(SourceSpider):
                 name, change_rev=response.meta["change_rev"], attempt=response.meta["stale_attempt"] + 1
             )
             return
+        self._pending.pop(name, None)
         if record := self.build(NpmPackage.from_packument, doc, response=response, raw=response.body):
+            generation = rev_generation(doc.get("_rev"))
+            if generation is not None:
+                self._fetched[name] = generation
             yield record
 
     def is_stale(self, doc: dict[str, Any], response: Response) -> bool:
         """The CDN may serve a packument older than the change just seen: retry it a few times."""
-        wanted = rev_generation(response.meta.get("change_rev"))
+        # the newest rev the feed announced for it so far, on this page or a later one
+        announced = [rev_generation(response.meta.get("change_rev")), self._pending.get(response.meta["package"])]
+        wanted = max((g for g in announced if g is not None), default=None)
         have = rev_generation(doc.get("_rev"))
         if wanted is None or have is None or have >= wanted:
             return False

@@ -1,0 +1,134 @@
+"""After a kill: the files a crash left behind are put right before the next crawl or compaction.
+
+A batch is written Parquet first, then its NDJSON twin, then indexed (``r2_partitions`` and the
+namespace's ``catalog.json``); a local write goes through a ``.tmp-*`` file renamed into place. A
+SIGKILL between those steps leaves
+
+* temporaries that no rename will ever claim: removed;
+* a batch written whole (Parquet and NDJSON) but not indexed: indexed now, from the Parquet file itself
+  (its records were never acknowledged, so the cursor is behind them: they are also fetched again, and
+  the views keep the latest of each key);
+* a Parquet file without its NDJSON twin, or a compacted file the compaction did not index: removed
+  (the records are in indexed batches, or were never acknowledged and will be fetched again).
+
+Only files older than ``grace`` count: a concurrent writer (another shard, a distributed worker)
+indexes its files within seconds of writing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crawler.items import Record
+from crawler.meta import MetaDB
+from crawler.pipelines.index import PartitionIndex
+from crawler.pipelines.writer import StoredObject, key_stats
+from crawler.storage.base import TEMP_PREFIX, ObjectStore
+from crawler.storage.layout import namespace_prefix, parse_key
+from crawler.storage.local import LocalStore
+
+logger = logging.getLogger(__name__)
+
+#: files younger than this may belong to a writer still at work
+DEFAULT_GRACE = timedelta(minutes=10)
+#: the run id the partition rows of batches indexed here carry
+RECONCILED_RUN = "reconciled"
+
+
+@dataclass
+class Reconciled:
+    temporaries_removed: int = 0
+    indexed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.temporaries_removed or self.indexed or self.removed)
+
+
+def reconcile(
+    store: ObjectStore, meta: MetaDB, namespaces: list[str], *, grace: timedelta = DEFAULT_GRACE
+) -> Reconciled:
+    """Put right what a kill left in ``namespaces`` (see the module docstring). Blocking: run it on the
+    metadata thread, before the crawl writes."""
+    done = Reconciled()
+    if isinstance(store, LocalStore):
+        done.temporaries_removed = _remove_temporaries(store, namespaces, grace)
+    cutoff = datetime.now(UTC) - grace
+    for namespace in namespaces:
+        indexed = {row.object_key for row in meta.partitions(namespace)}
+        listed = {info.key: info for info in store.list(namespace_prefix(namespace))}
+        for key, info in sorted(listed.items()):
+            data_key = parse_key(key)
+            if data_key is None or data_key.format != "parquet" or data_key.kind not in ("batch", "compacted"):
+                continue  # NDJSON follows its Parquet twin; files the platform did not name are left alone
+            if key in indexed or info.modified > cutoff:
+                continue
+            twin = key.removesuffix(".parquet") + ".ndjson"
+            if data_key.kind == "batch" and twin in listed:
+                objects = _described(store, namespace, key, listed[twin].size, info.size)
+                PartitionIndex(store, meta).record(objects, RECONCILED_RUN)
+                done.indexed.append(key)
+            else:
+                store.delete([key])
+                done.removed.append(key)
+    if done:
+        logger.warning(
+            "after an interrupted run: %d temporary files removed, %d unindexed batches indexed, %d orphaned "
+            "files removed",
+            done.temporaries_removed,
+            len(done.indexed),
+            len(done.removed),
+        )
+    return done
+
+
+def _described(
+    store: ObjectStore, namespace: str, key: str, ndjson_bytes: int, parquet_bytes: int
+) -> list[StoredObject]:
+    """The index entries of a batch, read from its Parquet file."""
+    record_type = Record.registry[namespace]
+    table = pq.read_table(pa.BufferReader(store.get_bytes(key)))
+    ingested = table.column("_ingested_at")
+    data_key = parse_key(key)
+    assert data_key is not None
+    rows = table.select(list(record_type.key)).to_pylist()
+    versions = table.column("_schema_version")
+    common = dict(
+        namespace=namespace,
+        day=data_key.day,
+        records=table.num_rows,
+        min_ingested_at=pc.min(ingested).as_py(),
+        max_ingested_at=pc.max(ingested).as_py(),
+        schema_version=int(pc.max(versions).as_py()) if table.num_rows else record_type.schema_version,
+        key_stats=key_stats(rows, record_type.key),
+    )
+    return [
+        StoredObject(key=key, format="parquet", bytes=parquet_bytes, **common),
+        StoredObject(key=key.removesuffix(".parquet") + ".ndjson", format="ndjson", bytes=ndjson_bytes, **common),
+    ]
+
+
+def _remove_temporaries(store: LocalStore, namespaces: list[str], grace: timedelta) -> int:
+    root = store.uri.removeprefix("file://")
+    cutoff = time.time() - grace.total_seconds()
+    removed = 0
+    for namespace in namespaces:
+        top = os.path.join(root, *namespace.split("/"))
+        for directory, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:  # its writer renamed or removed it meanwhile
+                    continue
+    return removed
