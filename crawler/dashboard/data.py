@@ -59,6 +59,11 @@ class SourceState:
     cursors: list[dict[str, Any]]
 
     @property
+    def idle(self) -> bool:
+        """Never run, nothing stored, nothing waiting."""
+        return not (self.runs or self.cursors or self.dead_letters or any(ns.records for ns in self.namespaces))
+
+    @property
     def ttl(self) -> float:
         return self.source.policy.freshness_ttl
 

@@ -212,8 +212,7 @@ def _source(state: SourceState, now: datetime) -> str:
         badge = f'<span class="badge {tone}">{escape(reason)}</span>'
     when = f" · last run {last['started_at']:%Y-%m-%d %H:%M} UTC" if last and last["started_at"] else ""
     schedule = f" · schedule {source.schedule.cron} UTC" if source.schedule else ""
-    idle = not (state.runs or state.cursors or state.dead_letters or any(ns.records for ns in state.namespaces))
-    if idle:  # one line rather than a grid of empty plots
+    if state.idle:  # one line rather than a grid of empty plots
         names = ", ".join(ns.namespace for ns in state.namespaces)
         return (
             f'<section class="source idle" id="source-{escape(source.name)}" data-source="{escape(source.name)}">'
@@ -263,7 +262,9 @@ def _tiles(states: Sequence[SourceState]) -> str:
 
 def render_page(states: Sequence[SourceState], *, now: datetime | None = None, storage: str = "") -> str:
     now = now or datetime.now(UTC)
-    sources = "".join(_source(state, now) for state in states)
+    # the sources with something to show first, the idle ones (one line each) after them
+    ordered = sorted(states, key=lambda state: (state.idle, state.source.name))
+    sources = "".join(_source(state, now) for state in ordered)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
