@@ -1,4 +1,5 @@
-"""``scrapy serve``: the read-only SQL API (:mod:`crawler.query.api`) over the stored data, with uvicorn."""
+"""``scrapy serve``: the read-only SQL API (:mod:`crawler.query.api`) over the stored data and the status
+dashboard (:mod:`crawler.dashboard`), with uvicorn."""
 
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ class Command(ScrapyCommand):
         return "[options]"
 
     def short_desc(self) -> str:
-        return "Serve the read-only SQL API"
+        return "Serve the read-only SQL API and the status dashboard"
 
     def long_desc(self) -> str:
         return (
             "Serve POST /query, GET /namespaces, GET /catalog/<namespace>, GET /health and the OpenAPI docs "
-            "(/docs) over the data in STORAGE_URI. Every route needs a key from QUERY_API_KEYS "
-            "(header X-API-Key or Authorization: Bearer). Limits: QUERY_ROW_CAP, QUERY_TIMEOUT_SECONDS, "
-            "QUERY_WORKERS, QUERY_MEMORY_LIMIT_MB, QUERY_WORKER_MEMORY_MB."
+            "(/docs) over the data in STORAGE_URI, and the status dashboard at / (plots of every source's runs, "
+            "stored records, freshness, cursors, dead letters and, with REDIS_URL, its distributed crawl, from "
+            "META_DB_URL and the catalogs). Every route but /health needs a key from QUERY_API_KEYS "
+            "(header X-API-Key or Authorization: Bearer; a browser asks for it, as the password). "
+            "Limits: QUERY_ROW_CAP, QUERY_TIMEOUT_SECONDS, QUERY_WORKERS, QUERY_MEMORY_LIMIT_MB, "
+            "QUERY_WORKER_MEMORY_MB."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:

@@ -606,6 +606,12 @@ class MetaDB:
         conds, params = self._failed_filter(source=source, run_id=run_id, include_replayed=include_replayed)
         return int(self._fetch(f"SELECT COUNT(*) AS n FROM failed_messages {conds}", params)[0]["n"])
 
+    def count_failed_by_reason(self, source: str | None = None, *, include_replayed: bool = False) -> dict[str, int]:
+        """Number of dead letters per reason (waiting ones only unless ``include_replayed``), counted in SQL."""
+        conds, params = self._failed_filter(source=source, include_replayed=include_replayed)
+        rows = self._fetch(f"SELECT reason, COUNT(*) AS n FROM failed_messages {conds}GROUP BY reason", params)
+        return {row["reason"]: int(row["n"]) for row in rows}
+
     def mark_replayed(self, ids: Iterable[int], replayed_at: str | None = None) -> int:
         """Set ``replayed_at`` on the given dead letters; returns how many rows changed."""
         ids = list(ids)
@@ -669,6 +675,20 @@ class MetaDB:
         # Sorted here rather than in SQL: identical (byte-wise) order on every backend/collation.
         out.sort(key=lambda p: (p.year, p.month, p.day, p.object_key))
         return out
+
+    def partition_totals(self, namespace: str, *, ingested_since: str | None = None) -> dict[str, int]:
+        """``objects``, ``records`` (Parquet files only: NDJSON twins hold the same records) and ``bytes`` (every
+        object) of ``namespace``, summed in SQL. With ``ingested_since`` (ISO-8601 UTC, written as the index
+        writes it) only the objects whose oldest record was ingested then or later."""
+        since = "AND min_ingested_at >= ? " if ingested_since is not None else ""
+        params = [namespace] if ingested_since is None else [namespace, ingested_since]
+        row = self._fetch(
+            "SELECT COUNT(*) AS objects, "
+            "COALESCE(SUM(CASE WHEN format = 'parquet' THEN records ELSE 0 END), 0) AS records, "
+            f"COALESCE(SUM(bytes), 0) AS bytes FROM r2_partitions WHERE namespace = ? {since}",
+            params,
+        )[0]
+        return {name: int(row[name]) for name in ("objects", "records", "bytes")}
 
     def delete_partitions(self, keys: list[str]) -> None:
         """Delete partition rows by object key (unknown keys are ignored), in one transaction."""

@@ -8,13 +8,15 @@ Routes (every one but ``/health``, the OpenAPI document and ``/docs`` included, 
 * ``GET /catalog/{namespace}``: the stored ``<namespace>/_metadata/catalog.json`` (``namespace`` may hold ``/``);
 * ``GET /health``: ``{"status": "ok"}`` (or 503 ``degraded``) for load balancers, without a key; with a
   key it adds the query workers' state;
-* ``GET /docs`` (Swagger UI served from the package, no CDN: it works offline), ``GET /openapi.json``.
+* ``GET /docs`` (Swagger UI served from the package, no CDN: it works offline), ``GET /openapi.json``;
+* ``GET /``: the status dashboard (HTML with SVG plots, :mod:`crawler.dashboard`), from the metadata DB
+  and the catalogs.
 
 Every error answers ``{"error": <kind>, "detail": <text>}``: unknown routes and methods, bad request
 bodies and query errors alike.
 
 A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; browsers opening
-``/docs`` are asked for it by HTTP Basic authentication (any user name, the key as password).
+``/docs`` or the dashboard are asked for it by HTTP Basic authentication (any user name, the key as password).
 Keys come from ``QUERY_API_KEYS`` (comma-separated). Without one the app refuses to start unless
 ``QUERY_API_ALLOW_NO_AUTH=true`` (``scrapy serve --insecure-no-auth``).
 """
@@ -36,7 +38,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,7 +46,7 @@ from scrapy.settings import BaseSettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from crawler.config import IngestionConfig
+from crawler.config import IngestionConfig, default_meta_db_url
 from crawler.items import Record
 from crawler.pipelines.index import catalog_key
 from crawler.query.sandbox import (
@@ -85,6 +87,11 @@ class ApiConfig:
     memory_limit_mb: int = 1024
     worker_memory_mb: int = 3072
     isolation: str = "process"
+    #: the metadata DB the dashboard reads (default: the one beside a local STORAGE_URI, as for crawls)
+    meta_db_url: str | None = field(default=None, repr=False)
+    #: a distributed crawl's Redis (REDIS_URL): the dashboard shows its workers and queue
+    redis_url: str | None = field(default=None, repr=False)
+    distributed_key_prefix: str = "crawler"
     #: queries one key may run at once (0: one fewer than the workers, at least 1), so that one caller's
     #: heavy queries never take every worker from the others
     per_key_queries: int = 0
@@ -114,8 +121,12 @@ class ApiConfig:
         if keys_setting is None or keys_setting == "":
             keys_setting = os.environ.get("QUERY_API_KEYS", "")
         keys = keys_setting if isinstance(keys_setting, (list, tuple)) else str(keys_setting).split(",")
+        ingestion = IngestionConfig.from_settings(settings)
         values: dict[str, Any] = {
-            "storage_uri": IngestionConfig.from_settings(settings).storage_uri,
+            "storage_uri": ingestion.storage_uri,
+            "meta_db_url": ingestion.meta_db_url,
+            "redis_url": get("REDIS_URL", "") or None,
+            "distributed_key_prefix": get("DISTRIBUTED_KEY_PREFIX", "crawler"),
             "api_keys": tuple(k.strip() for k in keys if k and k.strip()),
             "allow_no_auth": get("QUERY_API_ALLOW_NO_AUTH", "false").strip().lower() in _TRUE,
             "row_cap": number("QUERY_ROW_CAP", "10000", int),
@@ -330,7 +341,7 @@ class QueryResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    error: str = Field(description="rejected, sql_error, timeout, busy, not_found or unauthorized")
+    error: str = Field(description="rejected, sql_error, timeout, busy, not_found, unavailable or unauthorized")
     detail: str
 
 
@@ -528,6 +539,27 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
             return _error(404, "not_found", f"namespace {namespace!r} has no catalog yet (nothing stored)")
         return Response(data, media_type="application/json")
 
+    meta_db_url = config.meta_db_url or default_meta_db_url(config.storage_uri)
+
+    @app.get("/", response_class=HTMLResponse, responses=errors, summary="The status dashboard (HTML, SVG plots)")
+    def dashboard() -> Response:
+        # imported here: the API answers queries without the dashboard's modules loaded
+        from crawler.dashboard import dashboard_html
+
+        server = _redis(config.redis_url) if config.redis_url else None
+        try:
+            page = dashboard_html(store, meta_db_url, server=server, key_prefix=config.distributed_key_prefix)
+        except Exception as exc:  # the metadata DB unreachable or locked: one line, in the API's error shape
+            logger.warning(
+                "dashboard: cannot read the metadata DB: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            return _error(503, "unavailable", f"the metadata DB (META_DB_URL) cannot be read: {type(exc).__name__}")
+        finally:
+            if server is not None:
+                server.close()
+        # no-store: a proxy or the browser's cache must not keep the page (it sits behind the key)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
     @app.get(HEALTH_PATH, response_model=Health, summary="Liveness of the API and its workers (no key needed)")
     def health(request: Request) -> Response:
         engine = state.get("engine")
@@ -550,6 +582,15 @@ def _read_catalog(store: ObjectStore, namespace: str) -> dict[str, Any] | None:
         logger.warning("catalog of %s is not valid JSON", namespace)
         return None
     return data if isinstance(data, dict) else None
+
+
+def _redis(url: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # short timeouts, no retries: a Redis that does not answer must not hold the page
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 def _one_line(sql: str, limit: int = 300) -> str:
