@@ -10,7 +10,8 @@ before any request or record.
 Exit status (:data:`EXIT_CODES`): 0 the crawl finished and stored everything it scraped and its monitors
 passed; 1 it could not start or did not finish (its finish reason is not ``finished``: a shutdown, a
 close-spider limit, an error); 2 a usage error (nothing started); 3 records were scraped but not stored
-(a batch given up after ``STORE_RETRY_SECONDS``: the next run fetches them again); 4 the monitors failed
+(a batch given up after ``STORE_RETRY_SECONDS``, which stops the crawl with finish reason
+``store_failed``: the next run fetches them again); 4 the monitors failed
 (``EXIT_ON_MONITOR_FAILURE=false`` makes that 0).
 """
 
@@ -43,12 +44,12 @@ EXIT_CODES = {
 def crawl_outcome(stats: dict[str, Any], fail_on_monitors: bool = True) -> tuple[int, str]:
     """The exit status of a crawl from its final stats, and why."""
     reason = stats.get("finish_reason")
-    if reason != "finished":
-        return EXIT_NOT_FINISHED, f"finish reason {reason or 'unknown'!r}"
     failures = stats.get("store/batch_failures", 0)
     stored, scraped = stats.get("store/records", 0), stats.get("item_scraped_count", 0)
-    if failures or stored < scraped:
+    if failures or (reason == "finished" and stored < scraped):  # (a stopped crawl stores what it holds)
         return EXIT_NOT_STORED, f"{failures} batches given up; {stored} of {scraped} records stored"
+    if reason != "finished":
+        return EXIT_NOT_FINISHED, f"finish reason {reason or 'unknown'!r}"
     if fail_on_monitors and stats.get("spidermon/result") == "failed":
         return EXIT_MONITORS_FAILED, f"{stats.get('spidermon/monitors/failed', '?')} monitors failed"
     return EXIT_OK, "finished"

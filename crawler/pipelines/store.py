@@ -31,6 +31,8 @@ from crawler.pipelines.normalize import StampedRecord
 from crawler.pipelines.writer import BatchWriter
 
 logger = logging.getLogger(__name__)
+#: the finish reason of a crawl stopped because a batch could not be stored
+STORE_FAILED = "store_failed"
 #: back-off between attempts to store a batch (seconds), doubling up to the maximum
 STORE_RETRY_FIRST_DELAY = 1.0
 STORE_RETRY_MAX_DELAY = 30.0
@@ -56,6 +58,8 @@ class StorePipeline:
         self.in_flight: dict[int, Batch] = {}  # id(batch) -> batch being written
         # Receipt of the first record of a batch that could not be stored: no cursor passes it this run.
         self.lost_receipt: int | None = None
+        self._closing = False  # the crawl is ending (or was told to): no need to stop it
+        self._stopping: asyncio.Future[None] | None = None
         self._idle_loop: task.LoopingCall | None = None
         self._idle_loop_done: Deferred[Any] | None = None
         self._spider_idle_flush: Deferred[Any] | None = None
@@ -160,6 +164,7 @@ class StorePipeline:
                 self.lost_receipt = batch.first_receipt
             self.crawler.stats.inc_value("store/batch_failures")
             logger.exception("could not store a batch of %d %s records", len(batch), batch.record_type.namespace)
+            self._stop_crawl()
             raise
         finally:
             del self.in_flight[id(batch)]
@@ -205,7 +210,17 @@ class StorePipeline:
         if self.ledger and not self.batcher and not self.in_flight:
             await self._save_ready_cursors()
 
+    def _stop_crawl(self) -> None:
+        """A batch was given up: the crawl stops with finish reason ``store_failed`` (what it would fetch
+        next could not be stored either, and no cursor may pass the lost batch)."""
+        if self._closing:
+            return
+        self._closing = True
+        logger.error("stopping the crawl: a batch could not be stored within STORE_RETRY_SECONDS")
+        self._stopping = asyncio.ensure_future(self.crawler.engine.close_spider_async(reason=STORE_FAILED))
+
     async def close_spider(self) -> None:
+        self._closing = True
         for checkpoint in self.cursors.take_released():
             self.ledger.add(checkpoint, self.receipt)
         if self._idle_loop is not None and self._idle_loop.running:

@@ -110,3 +110,23 @@ def test_a_clean_crawl_logs_no_warnings_and_counts_no_dropped_items(workspace, f
     (run,) = workspace.meta().last_runs("npm")
     assert run["stats"]["item_scraped_count"] == 3
     assert "item_dropped_count" not in run["stats"]  # the control items are not dropped items
+
+
+def test_a_batch_the_store_refuses_stops_the_crawl_with_store_failed_and_exit_3(workspace, fake_npm, npm_env):
+    blocked = workspace.path / "blocked"
+    blocked.mkdir()
+    (blocked / "npm").write_text("not a folder: no batch can be written")
+    names = sorted(fake_npm.package_names())[:30]
+    result = workspace.crawl(
+        "npm",
+        "packages=" + ",".join(names),
+        settings={"BATCH_MAX_RECORDS": 5, "STORE_RETRY_SECONDS": 0, "CONCURRENT_REQUESTS": 2},
+        check=False,
+        STORAGE_URI=str(blocked),
+        META_DB_URL=f"sqlite:///{workspace.path / 'meta.db'}",
+        **npm_env,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "exit status 3: records were scraped but not stored" in result.stderr
+    assert "'finish_reason': 'store_failed'" in result.stderr
+    assert fake_npm.total_requests < len(names)  # it stopped rather than fetch what it could not store

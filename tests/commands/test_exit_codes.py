@@ -17,6 +17,8 @@ FINE = {"finish_reason": "finished", "item_scraped_count": 10, "store/records": 
         ({**FINE, "finish_reason": "closespider_errorcount"}, True, 1),
         ({**FINE, "finish_reason": None}, True, 1),
         ({**FINE, "store/batch_failures": 1}, True, 3),
+        ({**FINE, "finish_reason": "store_failed", "store/batch_failures": 1}, True, 3),
+        ({**FINE, "finish_reason": "shutdown", "store/records": 9}, True, 1),
         ({**FINE, "store/records": 9}, True, 3),
         ({**FINE, "spidermon/result": "failed", "spidermon/monitors/failed": 2}, True, 4),
         ({**FINE, "spidermon/result": "failed"}, False, 0),
