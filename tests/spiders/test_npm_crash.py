@@ -15,7 +15,7 @@ from tests.fakes.npm import FakeNpmRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-PACKAGES = 300
+PACKAGES = 1200 if faults.full_scale() else 300
 SETTINGS = {
     "NPM_CHANGES_PAGE_SIZE": "20",
     "BATCH_MAX_RECORDS": "15",
@@ -50,7 +50,8 @@ def test_sigkill_at_several_points_loses_nothing(workspace):
         kills = 0
         # Kill after a growing number of requests served, so the points fall before the first flush,
         # between flushes and cursor saves, and late in the feed.
-        points = range(5, 290, 9) if faults.full_scale() else (5, 40, 90, 150, 230)
+        # at full scale every point falls within the work left (each run resumes from the saved cursor)
+        points = range(5, 400, 12) if faults.full_scale() else (5, 40, 90, 150, 230)
         for kill_after in points:
             fake.reset_counters()
             process = start_crawl(workspace, env)
