@@ -17,7 +17,7 @@ from crawler.pipelines.index import iso_utc
 from crawler.sources import Source, all_sources
 from crawler.status import distributed_snapshot, error_rate, source_status
 from crawler.storage import ObjectStore
-from crawler.storage.layout import catalog_key
+from crawler.storage.layout import catalog_key, partition_day
 
 __all__ = ["DAYS_SHOWN", "RUNS_SHOWN", "NamespaceState", "SourceState", "gather", "open_meta"]
 
@@ -97,15 +97,6 @@ def read_catalog(store: ObjectStore, namespace: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _partition_day(name: str) -> date | None:
-    """``year=2026/month=11/day=29`` → that date."""
-    try:
-        parts = dict(part.split("=", 1) for part in name.split("/"))
-        return date(int(parts["year"]), int(parts["month"]), int(parts["day"]))
-    except (KeyError, ValueError):
-        return None
-
-
 def _namespace_state(
     meta: MetaDB | None, store: ObjectStore, record_type: Any, ttl: float, now: datetime
 ) -> NamespaceState:
@@ -114,7 +105,7 @@ def _namespace_state(
     state = NamespaceState(namespace, record_type.table, records=int(catalog.get("record_count") or 0))
     daily: dict[date, int] = {}
     for name, partition in (catalog.get("partitions") or {}).items():
-        day = _partition_day(name)
+        day = partition_day(name)
         state.bytes += int(partition.get("bytes") or 0)
         if day is not None:
             daily[day] = daily.get(day, 0) + int(partition.get("rows") or 0)

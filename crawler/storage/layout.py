@@ -34,6 +34,7 @@ __all__ = [
     "namespace_prefix",
     "new_object_id",
     "parse_key",
+    "partition_day",
     "partition_name",
     "partition_prefix",
 ]
@@ -51,6 +52,7 @@ _KEY = re.compile(
     r"^(?P<namespace>[^=]+?)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})/"
     r"(?P<stem>[^/]+)\.(?P<format>ndjson|parquet)$"
 )
+_PARTITION = re.compile(r"^year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})$")
 _STEM = re.compile(r"^(?P<kind>batch|compacted)_(?P<ts>\d+)_(?P<id>[0-9A-Za-z]+)$")
 
 
@@ -82,6 +84,17 @@ def new_object_id() -> str:
 def partition_name(day: date) -> str:
     """``year=YYYY/month=MM/day=DD``: a day partition, relative to its namespace (the catalog's keys)."""
     return f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day of a partition name (:func:`partition_name`'s inverse); None for any other name."""
+    match = _PARTITION.match(name)
+    if match is None:
+        return None
+    try:
+        return date(int(match["year"]), int(match["month"]), int(match["day"]))
+    except ValueError:
+        return None
 
 
 def partition_prefix(namespace: str, day: date) -> str:

@@ -15,6 +15,7 @@ from crawler.storage.layout import (
     is_data_key,
     namespace_prefix,
     parse_key,
+    partition_day,
     partition_name,
     partition_prefix,
 )
@@ -103,3 +104,10 @@ def test_no_other_module_spells_the_template():
         if any(marker in text for text in _string_tokens(path) for marker in MARKERS)
     ]
     assert offenders == []
+
+
+def test_a_partition_name_reads_back_as_its_day():
+    day = date(2026, 11, 29)
+    assert partition_day(partition_name(day)) == day
+    for other in ("year=2026/month=13/day=01", "year=2026/month=11", "day=29", "_metadata", ""):
+        assert partition_day(other) is None
