@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
-COLUMNS = ("injected", "records_lost", "cursor_ahead", "crashes")
+COLUMNS = ("injected", "records_lost", "cursor_ahead", "crashes", "peak_rss_mb")
 _FIGURES: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COLUMNS, 0))
 
 
@@ -24,11 +24,22 @@ def full_scale() -> bool:
     return os.environ.get("FAULTS_SCALE", "ci") == "full"
 
 
-def record(source: str, fault: str, injected: int, *, lost: int = 0, cursor_ahead: int = 0, crashes: int = 0) -> None:
-    """Add one test's figures (call it after the test's own assertions)."""
+def record(
+    source: str,
+    fault: str,
+    injected: int,
+    *,
+    lost: int = 0,
+    cursor_ahead: int = 0,
+    crashes: int = 0,
+    peak_rss_mb: float = 0,
+) -> None:
+    """Add one test's figures (call it after the test's own assertions); the peak RSS of a crawl, where
+    measured, is the highest of the row's."""
     row = _FIGURES[(source, fault)]
-    for column, value in zip(COLUMNS, (injected, lost, cursor_ahead, crashes), strict=True):
+    for column, value in zip(COLUMNS[:4], (injected, lost, cursor_ahead, crashes), strict=True):
         row[column] += value
+    row["peak_rss_mb"] = max(row["peak_rss_mb"], round(peak_rss_mb))
 
 
 def figures() -> list[dict[str, Any]]:
@@ -40,8 +51,13 @@ def summary() -> str | None:
     rows = figures()
     if not rows:
         return None
-    lines = ["| source | fault | injected | records lost | cursor ahead | crashes |", "|---|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(str(r[column]) for column in ("source", "fault", *COLUMNS)) + " |" for r in rows]
+    lines = [
+        "| source | fault | injected | records lost | cursor ahead | crashes | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [str(row[column]) for column in ("source", "fault", *COLUMNS[:4])] + [str(row["peak_rss_mb"] or "—")]
+        lines.append("| " + " | ".join(cells) + " |")
     report = os.environ.get("FAULTS_REPORT")
     if report:
         with open(report, "w") as out:
