@@ -1,0 +1,72 @@
+"""An object-store outage in the middle of a real crawl: S3 (moto) behind a proxy that refuses connections,
+then black-holes them, then recovers. Nothing is lost, the cursor ends at the feed's end, exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+
+from crawler.meta import MetaDB
+from tests import faults
+from tests.fakes.npm import FakeNpmRegistry
+from tests.fakes.outage_proxy import outage_proxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
+
+
+def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server):
+    target = urlsplit(s3_server.endpoint_url)
+    with (
+        FakeNpmRegistry(packages=300, seed=21, latency=0.01).serve() as fake,
+        outage_proxy(target.hostname or "127.0.0.1", target.port or 80) as proxy,
+    ):
+        prefix = f"outage-{uuid.uuid4().hex[:8]}"
+        env = {
+            **workspace.env,
+            "NPM_REGISTRY_URL": fake.registry_url,
+            "NPM_CHANGES_URL": fake.changes_url,
+            "STORAGE_URI": f"s3://{s3_server.bucket}/{prefix}",
+            "META_DB_URL": f"sqlite:///{workspace.path / 'meta.db'}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": proxy.endpoint_url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
+        for name, value in {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "STORE_RETRY_SECONDS": 120}.items():
+            args += ["-s", f"{name}={value}"]
+        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert crawl.poll() is None, "the crawl ended before the outage"
+            proxy.set_mode("refuse")  # the store's host is down...
+            time.sleep(8)
+            proxy.set_mode("blackhole")  # ...then the network path to it is dead...
+            time.sleep(4)
+            proxy.set_mode("pass")  # ...then it is back
+            _, stderr = crawl.communicate(timeout=240)
+        finally:
+            if crawl.poll() is None:
+                crawl.kill()
+                crawl.communicate()
+        assert crawl.returncode == 0, stderr.decode()[-3000:]
+        assert proxy.refused > 0, "the outage never met a request"
+        positions = fake.feed_positions()
+        rows = workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)
+    assert {row["name"] for row in rows} == set(positions)
+    with MetaDB.connect(env["META_DB_URL"]) as meta:
+        assert meta.get_cursor("npm") == str(max(positions.values()))
+        (run,) = meta.last_runs("npm")
+    assert run["stats"].get("store/retries", 0) > 0 and not run["stats"].get("store/batch_failures")
+    faults.record("npm", "object store refusing, then black-holed, for 12 s mid-crawl (S3)", 1)
