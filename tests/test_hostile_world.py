@@ -7,11 +7,10 @@ CI runs a few kinds for every source; ``FAULTS_SCALE=full`` (``make faults``) ru
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
+import threading
 from typing import Any
 
 import pytest
@@ -99,18 +98,41 @@ def crawl(workspace: Workspace, source: str, server: HostileServer) -> tuple[int
         args, cwd=workspace.path, env=workspace.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     assert process.stderr is not None
+    watcher = PeakMemory(process.pid)
     stderr = process.stderr.read()  # until the crawl closes it
-    deadline = time.monotonic() + 150
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{source} hung against {server.case}")
-        time.sleep(0.05)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, stderr, usage.ru_maxrss / 1024
+    watcher.stop()
+    try:
+        process.wait(timeout=150)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{source} hung against {server.case}")
+    return process.returncode, stderr, watcher.peak_mb
+
+
+class PeakMemory:
+    """The crawl's peak RSS, from its own ``VmHWM`` (a child's ``ru_maxrss`` would start at the size of the
+    test process it was forked from)."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = f"/proc/{pid}/status"
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            try:
+                with open(self.path) as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 def _arguments(source: str) -> dict[str, str]:
