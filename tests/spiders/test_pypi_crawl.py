@@ -58,6 +58,7 @@ def test_full_listing_then_incremental_fetches_only_changes(workspace, simple_fo
         meta = workspace.meta()
         assert meta.get_cursor("pypi", "full") == ""
         assert meta.get_cursor("pypi", "serial") == str(fake.last_serial)
+        assert meta.last_runs("pypi")[0]["stats"]["pypi/backlog"] == 0  # counted down as the pages are done
 
         changed, removed = fake.project_names()[3], fake.project_names()[4]
         fake.publish(changed)

@@ -53,6 +53,7 @@ class PypiSpider(SourceSpider):
         self.monitor_min_items = 0 if self.mode in ("incremental", WORKER_MODE) else None
         self._pages: Iterator[list[tuple[str, int | None]]] | None = None
         self._index_serial: int | None = None
+        self._not_requested = 0  # listed projects not requested yet (the backlog, with those under way)
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> PypiSpider:
@@ -130,6 +131,7 @@ class PypiSpider(SourceSpider):
                 self.crawler.stats.inc_value("pypi/deleted")
                 yield PypiPackage.tombstone(name, self._index_serial)
         self.logger.info("pypi: %d of %d projects to fetch", len(todo), len(projects))
+        self._not_requested = len(todo)
         self.crawler.stats.set_value("pypi/backlog", len(todo))
         self._pages = (todo[i : i + self.page_size] for i in range(0, len(todo), self.page_size))
         for request in self.next_page():
@@ -138,6 +140,8 @@ class PypiSpider(SourceSpider):
     def more_work(self) -> Iterator[scrapy.Request]:
         if self._pages is not None and self.outstanding < self.page_size:
             yield from self.next_page()
+        # what is left: the projects not yet requested and those under way
+        self.crawler.stats.set_value("pypi/backlog", self._not_requested + self.outstanding)
 
     def next_page(self) -> list[scrapy.Request]:
         """The requests of the next page of projects; after the last one, the run's closing positions."""
@@ -147,6 +151,7 @@ class PypiSpider(SourceSpider):
                 self._pages = None
                 self.sync_complete()
             return []
+        self._not_requested -= len(page_projects)
         requests = [self.project_request(display, serial=serial) for display, serial in page_projects]
         # a full run resumes after the last name of the pages stored; an incremental one only orders them
         value = normalize_name(page_projects[-1][0]) if self.mode == "full" else None
