@@ -374,6 +374,12 @@ class _PostgresBackend(_Backend):
         self.conn.close()
 
 
+def _delete_partition_rows(backend: _Backend, keys: list[str]) -> None:
+    for i in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[i : i + _IN_CHUNK]
+        backend.run(f"DELETE FROM r2_partitions WHERE object_key IN ({', '.join('?' * len(chunk))})", chunk)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -644,7 +650,13 @@ class MetaDB:
 
     def add_partitions(self, rows: list[PartitionRow]) -> None:
         """Upsert partition rows by ``object_key`` in one transaction (all or nothing)."""
-        if not rows:
+        self.replace_partitions(rows, [])
+
+    def replace_partitions(self, rows: list[PartitionRow], removed: list[str]) -> None:
+        """Upsert ``rows`` and delete the rows of the ``removed`` object keys, in one transaction: a reader
+        of the index sees the old set of files or the new one (a compaction's swap), never both or neither."""
+        removed = [key for key in removed if key not in {row.object_key for row in rows}]
+        if not rows and not removed:
             return
         now = utcnow()
         values = [r.as_tuple() if r.created_at else dataclasses.replace(r, created_at=now).as_tuple() for r in rows]
@@ -655,7 +667,9 @@ class MetaDB:
             f"ON CONFLICT (object_key) DO UPDATE SET {updates}"
         )
         with self._transaction() as b:
-            b.run_many(sql, values)
+            if values:
+                b.run_many(sql, values)
+            _delete_partition_rows(b, removed)
 
     def partitions(
         self, namespace: str, *, year: int | None = None, month: int | None = None, day: int | None = None
@@ -692,10 +706,4 @@ class MetaDB:
 
     def delete_partitions(self, keys: list[str]) -> None:
         """Delete partition rows by object key (unknown keys are ignored), in one transaction."""
-        keys = list(keys)
-        if not keys:
-            return
-        with self._transaction() as b:
-            for i in range(0, len(keys), _IN_CHUNK):
-                chunk = keys[i : i + _IN_CHUNK]
-                b.run(f"DELETE FROM r2_partitions WHERE object_key IN ({', '.join('?' * len(chunk))})", chunk)
+        self.replace_partitions([], keys)

@@ -242,10 +242,12 @@ class Compactor:
         return outputs
 
     def _swap(self, namespace: str, day: date, inputs: list[str], outputs: list[_Output], schema_version: int) -> None:
-        """Index the new files and unindex the old ones, publish the catalog, and only then delete the
-        old files: a view built from the index at any instant reads files that exist."""
+        """Index the new files and unindex the old ones in one transaction, publish the catalog, and only
+        then delete the old files: a view built from the index at any instant reads files that exist, and
+        each row once. A kill before the delete leaves the old files unindexed: the next reconcile removes
+        them (see :mod:`crawler.storage.reconcile`)."""
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        self.meta.add_partitions(
+        self.meta.replace_partitions(
             [
                 PartitionRow(
                     object_key=out.key,
@@ -263,9 +265,9 @@ class Compactor:
                     created_at=now,
                 )
                 for out in outputs
-            ]
+            ],
+            inputs,  # in the same transaction: a view sees the old files or the new, never both
         )
-        self.meta.delete_partitions([key for key in inputs if key not in {out.key for out in outputs}])
         self.index.write_catalog(namespace, {out.key: out.key_stats for out in outputs if out.key_stats})
         self.store.delete(inputs)
 

@@ -4,12 +4,16 @@ A batch is written Parquet first, then its NDJSON twin, then indexed (``r2_parti
 namespace's ``catalog.json``); a local write goes through a ``.tmp-*`` file renamed into place. A
 SIGKILL between those steps leaves
 
-* temporaries that no rename will ever claim: removed;
+* temporaries that no rename will ever claim: removed (anywhere in a local store);
 * a batch written whole (Parquet and NDJSON) but not indexed: indexed now, from the Parquet file itself
   (its records were never acknowledged, so the cursor is behind them: they are also fetched again, and
   the views keep the latest of each key);
 * a Parquet file without its NDJSON twin, or a compacted file the compaction did not index: removed
-  (the records are in indexed batches, or were never acknowledged and will be fetched again).
+  (the records are in indexed batches, or were never acknowledged and will be fetched again);
+* a batch older than an indexed compaction of its day: removed, not indexed. A compaction unindexes its
+  input batches, then deletes them: a kill in between leaves them whole but unindexed, and indexing them
+  again would count their rows twice. (Were it instead a batch a crawl wrote just before the compaction
+  and never indexed, its records were never acknowledged: they are fetched again.)
 
 Only files older than ``grace`` count: a concurrent writer (another shard, a distributed worker)
 indexes its files within seconds of writing them.
@@ -21,14 +25,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crawler.items import Record
-from crawler.meta import MetaDB
+from crawler.meta import MetaDB, PartitionRow
 from crawler.pipelines.index import PartitionIndex
 from crawler.pipelines.writer import StoredObject, key_stats
 from crawler.storage.base import TEMP_PREFIX, ObjectStore
@@ -60,10 +64,12 @@ def reconcile(
     metadata thread, before the crawl writes."""
     done = Reconciled()
     if isinstance(store, LocalStore):
-        done.temporaries_removed = _remove_temporaries(store, namespaces, grace)
+        done.temporaries_removed = _remove_temporaries(store, grace)
     cutoff = datetime.now(UTC) - grace
     for namespace in namespaces:
-        indexed = {row.object_key for row in meta.partitions(namespace)}
+        rows = meta.partitions(namespace)
+        indexed = {row.object_key for row in rows}
+        compacted = _compacted_at(rows)
         listed = {info.key: info for info in store.list(namespace_prefix(namespace))}
         for key, info in sorted(listed.items()):
             data_key = parse_key(key)
@@ -72,7 +78,8 @@ def reconcile(
             if key in indexed or info.modified > cutoff:
                 continue
             twin = key.removesuffix(".parquet") + ".ndjson"
-            if data_key.kind == "batch" and twin in listed:
+            replaced = data_key.day in compacted and info.modified <= compacted[data_key.day]
+            if data_key.kind == "batch" and twin in listed and not replaced:
                 objects = _described(store, namespace, key, listed[twin].size, info.size)
                 PartitionIndex(store, meta).record(objects, RECONCILED_RUN)
                 done.indexed.append(key)
@@ -88,6 +95,20 @@ def reconcile(
             len(done.removed),
         )
     return done
+
+
+def _compacted_at(rows: list[PartitionRow]) -> dict[date, datetime]:
+    """The time of the latest indexed compaction of each day."""
+    latest: dict[date, datetime] = {}
+    for row in rows:
+        data_key = parse_key(row.object_key)
+        if data_key is None or data_key.kind != "compacted" or not row.created_at:
+            continue
+        at = datetime.fromisoformat(row.created_at.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        latest[data_key.day] = max(at, latest.get(data_key.day, at))
+    return latest
 
 
 def _described(
@@ -116,19 +137,19 @@ def _described(
     ]
 
 
-def _remove_temporaries(store: LocalStore, namespaces: list[str], grace: timedelta) -> int:
+def _remove_temporaries(store: LocalStore, grace: timedelta) -> int:
+    """Every orphaned temporary of the store, not only the crawl's namespaces': a source may keep files
+    elsewhere (raw downloads), and a temporary is the store's own, whoever was writing it."""
     root = store.uri.removeprefix("file://")
     cutoff = time.time() - grace.total_seconds()
     removed = 0
-    for namespace in namespaces:
-        top = os.path.join(root, *namespace.split("/"))
-        for directory, _, names in os.walk(top):
-            for name in names:
-                path = os.path.join(directory, name)
-                try:
-                    if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed += 1
-                except FileNotFoundError:  # its writer renamed or removed it meanwhile
-                    continue
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:  # its writer renamed or removed it meanwhile
+                continue
     return removed

@@ -88,9 +88,15 @@ def test_orphaned_temporaries_are_removed_and_young_files_kept(stores):
     old_tmp, young_tmp = partition / ".tmp-0123456789abcdef", partition / ".tmp-fedcba9876543210"
     old_tmp.write_bytes(b"x")
     young_tmp.write_bytes(b"y")
-    os.utime(old_tmp, (time.time() - 3600, time.time() - 3600))
+    # outside every namespace too: a source's raw files (a kill while a zone file was being kept)
+    raw = root / "zones" / "example"
+    raw.mkdir(parents=True)
+    raw_tmp = raw / ".tmp-00112233aabbccdd"
+    raw_tmp.write_bytes(b"z")
+    for path in (old_tmp, raw_tmp):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
     young = BatchWriter(store).write(batch(["y"]))  # a writer still at work: not indexed yet, seconds old
     done = reconcile(store, meta, ["npm"], grace=timedelta(minutes=10))
-    assert done.temporaries_removed == 1 and not old_tmp.exists() and young_tmp.exists()
+    assert done.temporaries_removed == 2 and not old_tmp.exists() and not raw_tmp.exists() and young_tmp.exists()
     assert done.indexed == [] and done.removed == []
     assert {o.key for o in young} <= {info.key for info in store.list("npm/")}
