@@ -171,6 +171,8 @@ class IngestionConfig:
     dead_letter_sample_bytes: int
     #: how long a batch is retried against a failing store (object store or metadata DB) before it is given up
     store_retry_seconds: float
+    meta_db_retry_seconds: float
+    meta_db_timeout: float
     #: RUN_ID when set explicitly; otherwise the crawl's job id or a new id (see Services.run_id)
     run_id: str | None
     #: the limits of a batch of columnar items (bulk sources, crawler/pipelines/columnar.py)
@@ -191,6 +193,8 @@ class IngestionConfig:
             parquet_compression=get_choice(settings, "PARQUET_COMPRESSION", "zstd", PARQUET_CODECS),
             dead_letter_sample_bytes=get_int(settings, "DEAD_LETTER_SAMPLE_BYTES", 4096, minimum=MIN_PAYLOAD_LIMIT),
             store_retry_seconds=get_float(settings, "STORE_RETRY_SECONDS", 300.0, minimum=0),
+            meta_db_retry_seconds=get_float(settings, "META_DB_RETRY_SECONDS", 300.0, minimum=0),
+            meta_db_timeout=get_positive_float(settings, "META_DB_TIMEOUT", 60.0),
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
             columnar_batch_max_records=get_positive_int(settings, "COLUMNAR_BATCH_MAX_RECORDS", 200_000),
             columnar_batch_max_bytes=get_positive_int(settings, "COLUMNAR_BATCH_MAX_BYTES", 64 * 1024 * 1024),

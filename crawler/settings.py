@@ -36,6 +36,10 @@ COLUMNAR_BATCH_MAX_RECORDS = _env("COLUMNAR_BATCH_MAX_RECORDS", "200000")
 COLUMNAR_BATCH_MAX_BYTES = _env("COLUMNAR_BATCH_MAX_BYTES", str(64 * 1024 * 1024))
 # a batch the store refuses is retried with back-off for this long (an outage of minutes), then given up
 STORE_RETRY_SECONDS = _env("STORE_RETRY_SECONDS", "300")
+# a metadata DB call whose connection is lost connects again and is retried this long; one unanswered this
+# long (a black-holed network path) gives its connection up
+META_DB_RETRY_SECONDS = _env("META_DB_RETRY_SECONDS", "300")
+META_DB_TIMEOUT = _env("META_DB_TIMEOUT", "60")
 PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
 DEAD_LETTER_SAMPLE_BYTES = _env("DEAD_LETTER_SAMPLE_BYTES", "4096")
 RUN_ID = _env("RUN_ID")

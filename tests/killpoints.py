@@ -106,7 +106,7 @@ def install(switch: KillSwitch) -> None:
     def save_cursor(self: MetaDB, source: str, value: str, key: str = "default", run_id: str | None = None) -> None:
         if switch.due("cursor"):
             # the real statement, in a transaction the kill interrupts before it commits
-            with self._transaction() as backend:
+            def write_and_die(backend: Any) -> None:
                 backend.run(
                     "INSERT INTO sync_state (source, cursor_key, cursor_value, updated_at, run_id) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, cursor_key) DO UPDATE SET "
@@ -114,6 +114,8 @@ def install(switch: KillSwitch) -> None:
                     (source, key, value, "uncommitted", run_id),
                 )
                 die()
+
+            self._in_transaction(write_and_die)
         original_save(self, source, value, key=key, run_id=run_id)
         switch.reached("cursor-saved")
 

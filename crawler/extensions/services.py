@@ -50,7 +50,12 @@ class Services:
 
     @cached_property
     def meta(self) -> MetaDB:
-        return MetaDB.connect(self.config.meta_db_url, payload_limit=self.config.dead_letter_sample_bytes)
+        return MetaDB.connect(
+            self.config.meta_db_url,
+            payload_limit=self.config.dead_letter_sample_bytes,
+            statement_timeout=self.config.meta_db_timeout,
+            retry_seconds=self.config.meta_db_retry_seconds,
+        )
 
     def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run a metadata call on the ordered metadata thread; await the result."""

@@ -16,19 +16,22 @@ Secrets: this layer cannot recognise secrets and stores what it is given.  Calle
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "DEFAULT_PAYLOAD_LIMIT",
@@ -43,9 +46,17 @@ SCHEMA_FILE = "schema-minimal.sql"
 DEFAULT_PAYLOAD_LIMIT = 4096
 MIN_PAYLOAD_LIMIT = 64
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: how long a call waits for the database's answer before its connection is given up (seconds)
+DEFAULT_STATEMENT_TIMEOUT = 60.0
+#: how long a call keeps trying a database it lost the connection to (seconds; 0 = no retry)
+DEFAULT_RETRY_SECONDS = 300.0
+#: back-off between tries, doubling
+_RETRY_FIRST_DELAY, _RETRY_MAX_DELAY = 0.5, 10.0
 PARTITION_FORMATS = frozenset({"ndjson", "parquet"})
 # Bound-parameter chunk size for ``IN (...)`` lists (D1 allows 100 bound parameters).
 _IN_CHUNK = 100
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 # Arbitrary constant for pg_advisory_xact_lock while applying the schema.
 _PG_SCHEMA_LOCK = 0x6D657461  # "meta"
 
@@ -236,6 +247,17 @@ class _Backend:
     def close(self) -> None:
         raise NotImplementedError
 
+    #: errors meaning the connection to the database was lost (worth a new connection and another try)
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def reset(self) -> None:
+        """Drop a lost connection; the next call connects again."""
+
+    @contextmanager
+    def deadline(self) -> Iterator[None]:
+        """Bound the time of one call (a database behind a dead network path never answers)."""
+        yield
+
 
 class _SQLiteBackend(_Backend):
     """stdlib ``sqlite3``: one autocommit connection shared by threads (MetaDB serialises use)."""
@@ -313,18 +335,51 @@ class _SQLiteBackend(_Backend):
 
 
 class _PostgresBackend(_Backend):
-    """psycopg 3: one autocommit connection shared by threads (MetaDB serialises use)."""
+    """psycopg 3: one autocommit connection shared by threads (MetaDB serialises use), opened again when
+    it is lost. A call that gets no answer within ``timeout`` seconds has its socket shut down from a
+    watchdog thread: libpq then fails the call (a black-holed path would otherwise block it for ever)."""
 
     name = "postgresql"
     placeholder = "%s"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> None:
         try:
             import psycopg
-            from psycopg.rows import dict_row
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError("the PostgreSQL metadata backend needs psycopg 3 (psycopg[binary])") from exc
-        self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        self.url = url
+        self.timeout = timeout
+        self.connection_errors = (psycopg.OperationalError, psycopg.InterfaceError)
+        self._conn: Any = None
+        self.conn  # noqa: B018  (connect now: a wrong URL is an error at start)
+
+    @property
+    def conn(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, round(self.timeout))
+            )
+        return self._conn
+
+    def reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextmanager
+    def deadline(self) -> Iterator[None]:
+        conn = self.conn
+        watchdog = threading.Timer(self.timeout, _shut_down_socket, (conn,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield
+        finally:
+            watchdog.cancel()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.conn.execute(self.q(sql), tuple(params)).fetchall())
@@ -380,6 +435,13 @@ def _delete_partition_rows(backend: _Backend, keys: list[str]) -> None:
         backend.run(f"DELETE FROM r2_partitions WHERE object_key IN ({', '.join('?' * len(chunk))})", chunk)
 
 
+def _shut_down_socket(conn: Any) -> None:
+    """Fail the call blocked on ``conn``: shut its socket down (through a duplicate of the descriptor,
+    which shuts the one socket both name)."""
+    with contextlib.suppress(OSError, ValueError), socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -390,10 +452,18 @@ class MetaDB:
     serialised on one connection); every write is committed before the method returns.
     """
 
-    def __init__(self, backend: _Backend, *, url: str, payload_limit: int = DEFAULT_PAYLOAD_LIMIT) -> None:
+    def __init__(
+        self,
+        backend: _Backend,
+        *,
+        url: str,
+        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
         if payload_limit < MIN_PAYLOAD_LIMIT:
             raise ValueError(f"payload_limit must be >= {MIN_PAYLOAD_LIMIT}")
         self._b = backend
+        self.retry_seconds = retry_seconds
         self._lock = threading.RLock()
         self._closed = False
         self.url = _redact(url)
@@ -408,12 +478,17 @@ class MetaDB:
         *,
         payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> MetaDB:
         """Open (creating if needed) the metadata DB and apply the schema idempotently.
 
         ``url``: ``sqlite:///abs/path.db``, ``sqlite:///:memory:``, a plain file path (parent
         directories are created), or ``postgresql://user@host:port/dbname`` (psycopg 3).
         ``busy_timeout`` (seconds) is how long SQLite waits for another process's write lock.
+        PostgreSQL: a call unanswered for ``statement_timeout`` seconds loses its connection, and a call
+        whose connection is lost connects again and tries again, with back-off, for ``retry_seconds``
+        (an outage of the database or of the path to it holds the caller, it does not fail it).
         """
         url = os.fspath(url)
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -421,7 +496,7 @@ class MetaDB:
         if scheme in ("", "sqlite"):
             backend = _SQLiteBackend(_parse_sqlite_target(url), busy_timeout)
         elif scheme in ("postgresql", "postgres"):
-            backend = _PostgresBackend(url)
+            backend = _PostgresBackend(url, statement_timeout)
         else:
             raise ValueError(f"unsupported metadata DB URL scheme: {_redact(url)!r}")
         try:
@@ -429,7 +504,7 @@ class MetaDB:
         except BaseException:
             backend.close()
             raise
-        return cls(backend, url=url, payload_limit=payload_limit)
+        return cls(backend, url=url, payload_limit=payload_limit, retry_seconds=retry_seconds)
 
     @property
     def backend(self) -> str:
@@ -454,18 +529,44 @@ class MetaDB:
 
     # ------------------------------------------------------------------ internals
 
+    def _retrying(self, call: Callable[[_Backend], T]) -> T:
+        """``call(backend)`` under the lock; when the connection is lost, again on a new one, with
+        back-off, for up to :attr:`retry_seconds`. A call is one statement or one transaction, so
+        trying it again is safe (upserts and deletes by key; a dead letter whose insert was committed
+        just as the connection broke is the one exception: it may be stored twice)."""
+        deadline: float | None = None
+        delay = _RETRY_FIRST_DELAY
+        while True:
+            with self._lock:
+                try:
+                    with self._b.deadline():
+                        return call(self._b)
+                except self._b.connection_errors as exc:
+                    self._b.reset()
+                    now = time.monotonic()
+                    deadline = deadline if deadline is not None else now + self.retry_seconds
+                    if now + delay > deadline:
+                        raise
+                    logger.warning(
+                        "the metadata DB %s is unreachable (%s); trying again in %.1f s", self.url, exc, delay
+                    )
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._b.fetch(sql, params)
+        return self._retrying(lambda b: b.fetch(sql, params))
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
-            return self._b.run(sql, params)
+        return self._retrying(lambda b: b.run(sql, params))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[_Backend]:
-        with self._lock, self._b.transaction():
-            yield self._b
+    def _in_transaction(self, body: Callable[[_Backend], T]) -> T:
+        """``body(backend)`` in one transaction, tried again whole if the connection is lost."""
+
+        def call(backend: _Backend) -> T:
+            with backend.transaction():
+                return body(backend)
+
+        return self._retrying(call)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -588,13 +689,14 @@ class MetaDB:
         """Store a dead letter and return its id.  ``payload`` is kept as a bounded text sample
         (:attr:`payload_limit` chars, truncation marked, see :func:`payload_sample`)."""
         sample = payload_sample(payload, self.payload_limit)
-        with self._lock:
-            return self._b.insert_id(
+        return self._retrying(
+            lambda b: b.insert_id(
                 "INSERT INTO failed_messages "
                 "(source, run_id, reason, url, payload_sample, attempts, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (source, run_id, _clean_text(str(reason)), url, sample, attempts, utcnow()),
             )
+        )
 
     def failed(
         self, source: str | None = None, *, include_replayed: bool = False, limit: int = 1000
@@ -622,13 +724,16 @@ class MetaDB:
         """Set ``replayed_at`` on the given dead letters; returns how many rows changed."""
         ids = list(ids)
         when = replayed_at or utcnow()
-        changed = 0
-        with self._transaction() as b:
+
+        def mark(b: _Backend) -> int:
+            changed = 0
             for i in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[i : i + _IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 changed += b.run(f"UPDATE failed_messages SET replayed_at = ? WHERE id IN ({marks})", (when, *chunk))
-        return changed
+            return changed
+
+        return self._in_transaction(mark)
 
     @staticmethod
     def _failed_filter(
@@ -666,10 +771,13 @@ class MetaDB:
             f"INSERT INTO r2_partitions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
             f"ON CONFLICT (object_key) DO UPDATE SET {updates}"
         )
-        with self._transaction() as b:
+
+        def replace(b: _Backend) -> None:
             if values:
                 b.run_many(sql, values)
             _delete_partition_rows(b, removed)
+
+        self._in_transaction(replace)
 
     def partitions(
         self, namespace: str, *, year: int | None = None, month: int | None = None, day: int | None = None

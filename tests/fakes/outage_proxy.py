@@ -3,7 +3,9 @@ store (or metadata DB) to stage an outage.
 
 Modes: ``pass`` (forward), ``refuse`` (close every new connection at once, as a host that is down), and
 ``blackhole`` (accept and never answer, as a dead network path). Changing the mode also cuts the
-connections already open, so a client holding a pooled connection meets the outage too.
+connections already open, so a client holding a pooled connection meets the outage too — unless told not
+to (``cut=False``): then a connection open when the path goes dark stops carrying bytes, and a client
+waiting on it waits for ever (what a long-lived database connection meets).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ class OutageProxy:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set_mode(self, mode: str) -> None:
-        """Switch mode; open connections are cut, so the next request meets the new mode."""
+    def set_mode(self, mode: str, *, cut: bool = True) -> None:
+        """Switch mode; open connections are cut (unless ``cut`` is false), so the next request meets the
+        new mode."""
         assert mode in MODES, mode
         self.mode = mode
-        self._loop.call_soon_threadsafe(self._cut_all)
+        if cut:
+            self._loop.call_soon_threadsafe(self._cut_all)
 
     def _cut_all(self) -> None:
         for writer in list(self._writers):
@@ -61,6 +65,11 @@ class OutageProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
+                    if self.mode == "blackhole":
+                        # the path went dark: these bytes and all later ones are lost, the connection
+                        # stays open (until the client gives it up, which cuts it)
+                        await self._stopping.wait()
+                        return
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -74,12 +83,15 @@ class OutageProxy:
 
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
+        self._stopping = asyncio.Event()
         server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
         started.set()
         self._loop.run_forever()
         server.close()
         self._cut_all()
+        self._stopping.set()  # connections held by a black hole end
+        self._loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(self._loop), return_exceptions=True))
         self._loop.run_until_complete(server.wait_closed())
         self._loop.close()
 

@@ -1,0 +1,120 @@
+"""The PostgreSQL metadata DB going away: refused, black-holed on a new connection, or gone dark under an
+open one. A call holds and succeeds once the database is back; an outage longer than the retry window fails
+the call within it (it never blocks for ever)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from crawler.meta import MetaDB
+from tests import faults
+from tests.fakes.outage_proxy import outage_proxy
+
+pytestmark = pytest.mark.faults
+
+
+def through(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def back_in(proxy, seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, proxy.set_mode, ("pass",))
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize(
+    ("mode", "cut"),
+    [("refuse", True), ("blackhole", True), ("blackhole", False)],
+    ids=["refused", "black-holed", "dark-under-an-open-connection"],
+)
+def test_a_call_holds_through_an_outage_and_succeeds(pg_url, mode, cut):
+    target = urlsplit(pg_url)
+    with outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        meta = MetaDB.connect(through(pg_url, proxy.port), statement_timeout=1, retry_seconds=30)
+        meta.save_cursor("src", "1")
+        proxy.set_mode(mode, cut=cut)
+        timer = back_in(proxy, 4)
+        started = time.monotonic()
+        meta.save_cursor("src", "2")  # holds until the database is back
+        elapsed = time.monotonic() - started
+        timer.join()
+        assert 3.5 <= elapsed < 15, elapsed
+        assert meta.get_cursor("src") == "2"
+        assert meta.add_failed("src", "boom") > 0  # and the connection serves every kind of call
+        meta.close()
+    faults.record("(metadata DB)", f"PostgreSQL {mode}{'' if cut else ' under an open connection'} 4 s", 1)
+
+
+def test_an_outage_longer_than_the_retry_window_fails_the_call_in_time(pg_url):
+    target = urlsplit(pg_url)
+    with outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        meta = MetaDB.connect(through(pg_url, proxy.port), statement_timeout=1, retry_seconds=3)
+        proxy.set_mode("blackhole", cut=False)
+        started = time.monotonic()
+        with pytest.raises(Exception) as failure:
+            meta.save_cursor("src", "2")
+        elapsed = time.monotonic() - started
+        assert "OperationalError" in type(failure.value).__name__ or "connection" in str(failure.value).lower()
+        assert elapsed < 3 + 10 + 2, elapsed  # the window, plus one back-off and one timeout
+        proxy.set_mode("pass")
+        assert meta.get_cursor("src") is None  # the write was not committed; the DB is usable again
+        meta.close()
+
+
+@pytest.mark.slow
+def test_a_metadata_db_outage_mid_crawl_loses_nothing(workspace, pg_url):
+    """An npm sync whose PostgreSQL metadata DB is refused, then dark under its open connection, then back:
+    the crawl holds, then finishes with everything stored, its cursor at the feed's end, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.fakes.npm import FakeNpmRegistry
+
+    target = urlsplit(pg_url)
+    with (
+        FakeNpmRegistry(packages=300, seed=29, latency=0.01).serve() as fake,
+        outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy,
+    ):
+        env = {
+            **workspace.env,
+            "NPM_REGISTRY_URL": fake.registry_url,
+            "NPM_CHANGES_URL": fake.changes_url,
+            "META_DB_URL": through(pg_url, proxy.port),
+        }
+        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
+        for name, value in {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "META_DB_TIMEOUT": 2}.items():
+            args += ["-s", f"{name}={value}"]
+        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert crawl.poll() is None, "the crawl ended before the outage"
+            proxy.set_mode("refuse")  # the database is down...
+            time.sleep(5)
+            proxy.set_mode("blackhole", cut=False)  # ...then the path to it goes dark under the open connection...
+            time.sleep(5)
+            proxy.set_mode("pass")  # ...then it is back
+            _, stderr = crawl.communicate(timeout=240)
+        finally:
+            if crawl.poll() is None:
+                crawl.kill()
+                crawl.communicate()
+        assert crawl.returncode == 0, stderr.decode()[-3000:]
+        assert b"is unreachable" in stderr, "the outage never met a call"
+        positions = fake.feed_positions()
+        rows = workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)
+        assert {row["name"] for row in rows} == set(positions)
+        with MetaDB.connect(env["META_DB_URL"]) as meta:
+            assert meta.get_cursor("npm") == str(max(positions.values()))
+            (run,) = meta.last_runs("npm")
+        assert run["finish_reason"] == "finished" and not run["stats"].get("store/batch_failures")
+    faults.record("npm", "PostgreSQL metadata DB refused 5 s, then dark under its connection 5 s, mid-crawl", 1)
