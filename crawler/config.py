@@ -173,6 +173,8 @@ class IngestionConfig:
     store_retry_seconds: float
     meta_db_retry_seconds: float
     meta_db_timeout: float
+    s3_connect_timeout: float
+    s3_read_timeout: float
     #: RUN_ID when set explicitly; otherwise the crawl's job id or a new id (see Services.run_id)
     run_id: str | None
     #: the limits of a batch of columnar items (bulk sources, crawler/pipelines/columnar.py)
@@ -195,6 +197,8 @@ class IngestionConfig:
             store_retry_seconds=get_float(settings, "STORE_RETRY_SECONDS", 300.0, minimum=0),
             meta_db_retry_seconds=get_float(settings, "META_DB_RETRY_SECONDS", 300.0, minimum=0),
             meta_db_timeout=get_positive_float(settings, "META_DB_TIMEOUT", 60.0),
+            s3_connect_timeout=get_positive_float(settings, "S3_CONNECT_TIMEOUT", 60.0),
+            s3_read_timeout=get_positive_float(settings, "S3_READ_TIMEOUT", 60.0),
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
             columnar_batch_max_records=get_positive_int(settings, "COLUMNAR_BATCH_MAX_RECORDS", 200_000),
             columnar_batch_max_bytes=get_positive_int(settings, "COLUMNAR_BATCH_MAX_BYTES", 64 * 1024 * 1024),

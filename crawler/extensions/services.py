@@ -46,7 +46,11 @@ class Services:
 
     @cached_property
     def store(self) -> ObjectStore:
-        return open_store(self.config.storage_uri)
+        return open_store(
+            self.config.storage_uri,
+            connect_timeout=self.config.s3_connect_timeout,
+            read_timeout=self.config.s3_read_timeout,
+        )
 
     @cached_property
     def meta(self) -> MetaDB:

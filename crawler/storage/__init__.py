@@ -22,7 +22,9 @@ __all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "S3Store", "open_store", "
 
 # Keyword options understood by S3Store. LocalStore accepts and ignores them, so callers
 # can pass the same settings whichever backend the URI selects.
-S3_OPTIONS = frozenset({"endpoint_url", "region", "multipart_threshold", "max_attempts", "page_size"})
+S3_OPTIONS = frozenset(
+    {"endpoint_url", "region", "multipart_threshold", "max_attempts", "page_size", "connect_timeout", "read_timeout"}
+)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _ACCEPTED = "a local path (./data, /abs/path), file:///abs/path, or s3://bucket[/prefix]"
@@ -62,7 +64,7 @@ def open_store(uri: str, **options: Any) -> ObjectStore:
     * ``s3://bucket[/prefix]`` -> :class:`S3Store`, configured from the AWS environment.
 
     ``options`` (``endpoint_url``, ``region``, ``multipart_threshold``, ``max_attempts``,
-    ``page_size``) are passed to :class:`S3Store` and ignored for local stores.
+    ``page_size``, ``connect_timeout``, ``read_timeout``) are passed to :class:`S3Store` and ignored for local stores.
     Raises ``ValueError`` for any other URI.
     """
     unknown = set(options) - S3_OPTIONS

@@ -41,6 +41,9 @@ MiB = 1024 * 1024
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MULTIPART_THRESHOLD = 8 * MiB
 DEFAULT_MAX_ATTEMPTS = 5
+#: botocore's own defaults: one try waits this long to connect, and for the next bytes of an answer
+DEFAULT_CONNECT_TIMEOUT = 60.0
+DEFAULT_READ_TIMEOUT = 60.0
 DELETE_BATCH = 1000  # DeleteObjects accepts at most 1000 keys per request
 MAX_PAGE_SIZE = 1000  # ListObjectsV2 returns at most 1000 keys per page
 
@@ -90,13 +93,16 @@ class S3Store(ObjectStore):
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         page_size: int = MAX_PAGE_SIZE,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         """Create the client. ``endpoint_url``/``region`` override the AWS environment.
 
         ``multipart_threshold`` (bytes): uploads at least this large go multipart, in parts of
         this size (S3 raises parts below 5 MiB to 5 MiB). ``max_attempts``: total tries per
         request, first try included, botocore "standard" retry mode. ``page_size``: keys per
-        ListObjectsV2 call.
+        ListObjectsV2 call. ``connect_timeout``/``read_timeout`` (seconds): how long one try waits to
+        connect, and for the next bytes of an answer (a black-holed path costs at most this per try).
         """
         if multipart_threshold < 1:
             raise ValueError("multipart_threshold must be a positive number of bytes")
@@ -122,6 +128,8 @@ class S3Store(ObjectStore):
             # Worker threads plus multipart uploads share the pool; the default of 10
             # would make urllib3 discard and re-open connections under load.
             max_pool_connections=32,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
         # endpoint_url=None lets boto3 apply AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / profile.
         self._client = session.client("s3", endpoint_url=endpoint_url or None, config=config)

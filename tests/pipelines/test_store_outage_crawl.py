@@ -1,5 +1,6 @@
 """An object-store outage in the middle of a real crawl: S3 (moto) behind a proxy that refuses connections,
-then black-holes them, then recovers. Nothing is lost, the cursor ends at the feed's end, exit 0."""
+then black-holes them, then recovers; or goes dark under the store's pooled connections for longer than a
+try's read timeout, several times over. Nothing is lost, the cursor ends at the feed's end, exit 0."""
 
 from __future__ import annotations
 
@@ -20,7 +21,35 @@ from tests.fakes.outage_proxy import outage_proxy
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 
-def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server):
+def refused_then_black_holed(proxy) -> None:
+    proxy.set_mode("refuse")  # the store's host is down...
+    time.sleep(8)
+    proxy.set_mode("blackhole")  # ...then the network path to it is dead...
+    time.sleep(4)
+    proxy.set_mode("pass")  # ...then it is back
+
+
+def dark_for_longer_than_a_try(proxy) -> None:
+    # open connections stop answering, new ones are never answered: each try of a write waits S3_READ_TIMEOUT
+    # (2 s) for nothing, and the path stays dark longer than all of a write's tries together (5), so the
+    # store's own back-off (STORE_RETRY_SECONDS) must carry the batch through
+    proxy.set_mode("blackhole", cut=False)
+    time.sleep(15)
+    proxy.set_mode("pass")
+
+
+OUTAGES = {
+    "object store refusing, then black-holed, for 12 s mid-crawl (S3)": (refused_then_black_holed, {}),
+    "object store dark under its connections 15 s, 7 x the read timeout (S3)": (
+        dark_for_longer_than_a_try,
+        {"S3_READ_TIMEOUT": 2, "S3_CONNECT_TIMEOUT": 2},
+    ),
+}
+
+
+@pytest.mark.parametrize("outage", list(OUTAGES))
+def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server, outage):
+    stage, settings = OUTAGES[outage]
     target = urlsplit(s3_server.endpoint_url)
     with (
         FakeNpmRegistry(packages=300, seed=21, latency=0.01).serve() as fake,
@@ -42,7 +71,8 @@ def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server):
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
         args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
-        for name, value in {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "STORE_RETRY_SECONDS": 120}.items():
+        crawl_settings = {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "STORE_RETRY_SECONDS": 120, **settings}
+        for name, value in crawl_settings.items():
             args += ["-s", f"{name}={value}"]
         crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -50,18 +80,14 @@ def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server):
             while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert crawl.poll() is None, "the crawl ended before the outage"
-            proxy.set_mode("refuse")  # the store's host is down...
-            time.sleep(8)
-            proxy.set_mode("blackhole")  # ...then the network path to it is dead...
-            time.sleep(4)
-            proxy.set_mode("pass")  # ...then it is back
+            stage(proxy)
             _, stderr = crawl.communicate(timeout=240)
         finally:
             if crawl.poll() is None:
                 crawl.kill()
                 crawl.communicate()
         assert crawl.returncode == 0, stderr.decode()[-3000:]
-        assert proxy.refused > 0, "the outage never met a request"
+        assert proxy.refused > 0 or b"store/retries" in stderr, stderr.decode()[-3000:]
         positions = fake.feed_positions()
         rows = workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)
     assert {row["name"] for row in rows} == set(positions)
@@ -69,4 +95,4 @@ def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server):
         assert meta.get_cursor("npm") == str(max(positions.values()))
         (run,) = meta.last_runs("npm")
     assert run["stats"].get("store/retries", 0) > 0 and not run["stats"].get("store/batch_failures")
-    faults.record("npm", "object store refusing, then black-holed, for 12 s mid-crawl (S3)", 1)
+    faults.record("npm", outage, 1)
