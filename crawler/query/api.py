@@ -23,6 +23,7 @@ Keys come from ``QUERY_API_KEYS`` (comma-separated). Without one the app refuses
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -95,6 +96,8 @@ class ApiConfig:
     #: queries one key may run at once (0: one fewer than the workers, at least 1), so that one caller's
     #: heavy queries never take every worker from the others
     per_key_queries: int = 0
+    #: a request body must arrive within this many seconds (a body trickling in holds a connection)
+    body_timeout: float = 10.0
 
     @property
     def key_share(self) -> int:
@@ -138,6 +141,7 @@ class ApiConfig:
             "worker_memory_mb": number("QUERY_WORKER_MEMORY_MB", "3072", int),
             "isolation": get("QUERY_ISOLATION", "process"),
             "per_key_queries": number("QUERY_PER_KEY_QUERIES", "0", int),
+            "body_timeout": number("QUERY_BODY_TIMEOUT_SECONDS", "10", float),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
@@ -286,11 +290,14 @@ class ApiKeyMiddleware:
 class BodyLimit:
     """Request bodies of at most ``limit`` bytes, refused in the API's error shape: at once when the
     declared ``Content-Length`` is over it, else as soon as the bytes read pass it (an ``HTTPException``
-    raised while the route reads the body, answered by the API's handler)."""
+    raised while the route reads the body, answered by the API's handler). A body must also arrive
+    within ``seconds`` of the request: one trickling in a byte at a time would hold its connection and a
+    coroutine for as long as the caller likes (408)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, seconds: float = 10.0) -> None:
         self.app = app
         self.limit = limit
+        self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -302,10 +309,15 @@ class BodyLimit:
             await _error(413, "too_large", detail)(scope, receive, send)
             return
         received = 0
+        deadline = asyncio.get_running_loop().time() + self.seconds
 
         async def counted() -> Any:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0))
+            except TimeoutError:
+                late = f"the request body did not arrive within {self.seconds:g} s"
+                raise StarletteHTTPException(408, late) from None
             received += len(message.get("body", b""))
             if received > self.limit:
                 raise StarletteHTTPException(413, detail)
@@ -341,7 +353,10 @@ class QueryResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    error: str = Field(description="rejected, sql_error, timeout, busy, not_found, unavailable or unauthorized")
+    error: str = Field(
+        description="rejected, sql_error, timeout, busy, bad_request, too_large, request_timeout, not_found, "
+        "unavailable or unauthorized"
+    )
     detail: str
 
 
@@ -434,7 +449,11 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        if exc.status_code == 400:  # a body FastAPI could not parse: not UTF-8, or JSON nested too deep
+            return _error(422, "bad_request", "the request body is not JSON in UTF-8 (or it nests too deep)")
+        kind = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return _error(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
@@ -444,7 +463,7 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
         )
         return _error(422, "bad_request", problems or "the request body is not valid")
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, seconds=config.body_timeout)
     if config.api_keys:  # outermost: nothing answers a caller without a key but 401 (and /health)
         app.add_middleware(ApiKeyMiddleware, keys=config.api_keys)
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import gzip
 import json
 import logging
 import re
@@ -28,6 +30,7 @@ from crawler.pipelines.index import catalog_key
 from crawler.query.api import ApiConfig, ConfigError, create_app
 from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import ObjectStore, open_store
+from tests import faults
 from tests.fakes.s3 import fake_aws_env
 from tests.query import ENDLESS, HIDDEN_WRITES, PACKAGES, PASSWD_MARK, REFUSED, UPDATED, write_npm
 
@@ -35,6 +38,7 @@ KEY = "test-key-" + uuid.uuid4().hex
 OTHER_KEY = "other-key-" + uuid.uuid4().hex
 WRONG_KEY = "wrong-key-" + uuid.uuid4().hex
 TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
 ROW_CAP = 10
 
 
@@ -77,7 +81,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
 
 @pytest.fixture(scope="module")
 def server(data: ObjectStore) -> Iterator[Server]:
-    config = ApiConfig(storage_uri=data.uri, api_keys=(KEY, OTHER_KEY), row_cap=ROW_CAP, timeout=TIMEOUT, workers=2)
+    config = ApiConfig(
+        storage_uri=data.uri,
+        api_keys=(KEY, OTHER_KEY),
+        row_cap=ROW_CAP,
+        timeout=TIMEOUT,
+        workers=2,
+        body_timeout=BODY_TIMEOUT,
+    )
     with Server(create_app(config, store=data)) as server:
         yield server
 
@@ -329,6 +340,84 @@ def test_memory_bomb_over_http(client: httpx.Client) -> None:
     response = client.post("/query", json={"sql": "SELECT len(range(300000000))"})
     assert response.status_code == 422 and "memory" in response.json()["detail"]
     assert_healthy(client)
+
+
+# -- hostile requests (the fault suite's shapes, aimed at the API) -----------------------------------
+
+HOSTILE_BODIES = {
+    "JSON nested 200,000 deep": lambda: b"[" * 200_000 + b"]" * 200_000,
+    "a value nested 50,000 deep": lambda: b'{"sql":' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    "bytes that are not UTF-8": lambda: b'{"sql": "SELECT \xff\xfe 1"}',
+    # the API never inflates a request body: a gzip bomb is 200 KB of bytes that are not JSON
+    "a gzip bomb of 200 MB": lambda: gzip.compress(b'{"sql": "' + b" " * 200_000_000 + b'"}', compresslevel=1),
+}
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("shape", list(HOSTILE_BODIES))
+def test_hostile_bodies_are_bad_requests(client: httpx.Client, shape: str) -> None:
+    headers = {"content-type": "application/json"}
+    if "gzip" in shape:
+        headers["content-encoding"] = "gzip"
+    response = client.post("/query", content=HOSTILE_BODIES[shape](), headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "bad_request"
+    assert_healthy(client)
+    faults.record("(query API)", f"request body: {shape}", 1)
+
+
+def _raw(server: Server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=1)
+
+
+@pytest.mark.faults
+def test_a_body_trickling_in_is_cut_off(server: Server, client: httpx.Client) -> None:
+    """A body sent a byte at a time gets 408 once QUERY_BODY_TIMEOUT_SECONDS have passed, whatever the pace."""
+    with _raw(server) as sock:
+        head = f"POST /query HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: application/json\r\n"
+        sock.sendall((head + "Content-Length: 1000\r\n\r\n").encode())
+        started, answer = time.monotonic(), b""
+        while time.monotonic() - started < BODY_TIMEOUT + 8:
+            try:
+                sock.sendall(b" ")
+                sock.settimeout(0.3)
+                answer = sock.recv(4096)
+                break
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
+        with contextlib.suppress(OSError):  # the rest of the answer (its body may come in a second packet)
+            while not answer.endswith(b"}") and (more := sock.recv(4096)):
+                answer += more
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"request_timeout"' in answer
+    assert BODY_TIMEOUT - 0.5 <= elapsed < BODY_TIMEOUT + 4, elapsed
+    assert_healthy(client)
+    faults.record("(query API)", "request body at about 3 bytes/s", 1)
+
+
+@pytest.mark.faults
+def test_a_header_bomb_is_cut_and_idle_connections_starve_no_one(server: Server, client: httpx.Client) -> None:
+    with _raw(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+        sent = 0
+        with contextlib.suppress(OSError):
+            while sent < 100_000_000:
+                sock.sendall(b"a" * 1_000_000)
+                sent += 1_000_000
+        assert sent < 100_000_000, "100 MB of one header were read"
+    idle = [_raw(server) for _ in range(300)]  # connections opened and never used
+    try:
+        started = time.monotonic()
+        assert_healthy(client)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in idle:
+            sock.close()
+    faults.record("(query API)", "a 100 MB header; 300 idle connections", 2)
 
 
 def test_still_healthy_after_the_hostile_suite(client: httpx.Client, data: ObjectStore) -> None:
