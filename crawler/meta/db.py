@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_PAYLOAD_LIMIT",
     "PARTITION_FORMATS",
     "MetaDB",
+    "MetaDBUnavailable",
     "PartitionRow",
     "schema_sql",
     "utcnow",
@@ -52,6 +53,14 @@ DEFAULT_STATEMENT_TIMEOUT = 60.0
 DEFAULT_RETRY_SECONDS = 300.0
 #: back-off between tries, doubling
 _RETRY_FIRST_DELAY, _RETRY_MAX_DELAY = 0.5, 10.0
+#: the longest a given-up database is left alone before a call tries it again (seconds)
+_MAX_REST = 30.0
+
+
+class MetaDBUnavailable(ConnectionError):
+    """The metadata DB was given up on moments ago: this call was not tried."""
+
+
 PARTITION_FORMATS = frozenset({"ndjson", "parquet"})
 # Bound-parameter chunk size for ``IN (...)`` lists (D1 allows 100 bound parameters).
 _IN_CHUNK = 100
@@ -464,6 +473,8 @@ class MetaDB:
             raise ValueError(f"payload_limit must be >= {MIN_PAYLOAD_LIMIT}")
         self._b = backend
         self.retry_seconds = retry_seconds
+        self._given_up = False  # the last call gave up on a lost connection
+        self._resting_until = 0.0  # until then, calls fail at once
         self._lock = threading.RLock()
         self._closed = False
         self.url = _redact(url)
@@ -533,19 +544,29 @@ class MetaDB:
         """``call(backend)`` under the lock; when the connection is lost, again on a new one, with
         back-off, for up to :attr:`retry_seconds`. A call is one statement or one transaction, so
         trying it again is safe (upserts and deletes by key; a dead letter whose insert was committed
-        just as the connection broke is the one exception: it may be stored twice)."""
+        just as the connection broke is the one exception: it may be stored twice). Once a call has
+        given up, the next ones fail at once for a while (as long as the retry window, at most 30 s), then
+        try once each until one succeeds: a crawl stopping because its database is gone stops in seconds,
+        not in a retry window (or a timeout) per call."""
+        if time.monotonic() < self._resting_until:
+            raise MetaDBUnavailable(f"the metadata DB {self.url} is unreachable (a call just gave up on it)")
         deadline: float | None = None
         delay = _RETRY_FIRST_DELAY
         while True:
             with self._lock:
                 try:
                     with self._b.deadline():
-                        return call(self._b)
+                        result = call(self._b)
+                    self._given_up = False
+                    return result
                 except self._b.connection_errors as exc:
                     self._b.reset()
                     now = time.monotonic()
-                    deadline = deadline if deadline is not None else now + self.retry_seconds
+                    if deadline is None:
+                        deadline = now if self._given_up else now + self.retry_seconds
                     if now + delay > deadline:
+                        self._given_up = True
+                        self._resting_until = time.monotonic() + min(self.retry_seconds, _MAX_REST)
                         raise
                     logger.warning(
                         "the metadata DB %s is unreachable (%s); trying again in %.1f s", self.url, exc, delay
@@ -572,9 +593,17 @@ class MetaDB:
     def exclusive(self, name: str) -> Iterator[None]:
         """Hold the lock ``name`` across processes and hosts (PostgreSQL advisory lock; SQLite's write
         lock) for a read-then-write that must not interleave with another worker's, such as rewriting a
-        catalog from the partition table."""
-        with self._lock, self._b.exclusive(name):
-            yield
+        catalog from the partition table. Not retried (the caller's work is inside), but bounded like
+        any call: a lost connection fails it, and the next call connects again."""
+        if time.monotonic() < self._resting_until:
+            raise MetaDBUnavailable(f"the metadata DB {self.url} is unreachable (a call just gave up on it)")
+        with self._lock:
+            try:
+                with self._b.deadline(), self._b.exclusive(name):
+                    yield
+            except self._b.connection_errors:
+                self._b.reset()
+                raise
 
     # ------------------------------------------------------------------ runs
 

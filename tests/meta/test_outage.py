@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from crawler.meta import MetaDB
+from crawler.meta.db import MetaDBUnavailable
 from tests import faults
 from tests.fakes.outage_proxy import outage_proxy
 
@@ -65,6 +66,12 @@ def test_an_outage_longer_than_the_retry_window_fails_the_call_in_time(pg_url):
         assert "OperationalError" in type(failure.value).__name__ or "connection" in str(failure.value).lower()
         assert elapsed < 3 + 10 + 2, elapsed  # the window, plus one back-off and one timeout
         proxy.set_mode("pass")
+        # given up: for the retry window, calls fail at once (a crawl stopping on a lost DB stops in seconds)
+        started = time.monotonic()
+        with pytest.raises(MetaDBUnavailable):
+            meta.get_cursor("src")
+        assert time.monotonic() - started < 0.5
+        time.sleep(3)
         assert meta.get_cursor("src") is None  # the write was not committed; the DB is usable again
         meta.close()
 
@@ -118,3 +125,66 @@ def test_a_metadata_db_outage_mid_crawl_loses_nothing(workspace, pg_url):
             (run,) = meta.last_runs("npm")
         assert run["finish_reason"] == "finished" and not run["stats"].get("store/batch_failures")
     faults.record("npm", "PostgreSQL metadata DB refused 5 s, then dark under its connection 5 s, mid-crawl", 1)
+
+
+@pytest.mark.slow
+def test_a_metadata_db_outage_longer_than_the_retries_fails_the_run_and_loses_nothing(workspace, pg_url):
+    """The metadata DB gone for longer than META_DB_RETRY_SECONDS and STORE_RETRY_SECONDS: the crawl stops
+    with a non-zero exit status, in bounded time, its cursor behind what it stored; once the database is
+    back, the next run completes the sync."""
+    import subprocess
+    import sys
+
+    from tests.fakes.npm import FakeNpmRegistry
+
+    target = urlsplit(pg_url)
+    with (
+        FakeNpmRegistry(packages=300, seed=31, latency=0.01).serve() as fake,
+        outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy,
+    ):
+        env = {
+            **workspace.env,
+            "NPM_REGISTRY_URL": fake.registry_url,
+            "NPM_CHANGES_URL": fake.changes_url,
+            "META_DB_URL": through(pg_url, proxy.port),
+        }
+        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
+        settings = {
+            "NPM_CHANGES_PAGE_SIZE": 20,
+            "BATCH_MAX_RECORDS": 20,
+            "META_DB_TIMEOUT": 1,
+            "META_DB_RETRY_SECONDS": 2,
+            "STORE_RETRY_SECONDS": 4,
+        }
+        for name, value in settings.items():
+            args += ["-s", f"{name}={value}"]
+        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert crawl.poll() is None, "the crawl ended before the outage"
+            proxy.set_mode("blackhole", cut=False)  # dark for good (as far as this run can wait)
+            started = time.monotonic()
+            _, stderr = crawl.communicate(timeout=120)
+            elapsed = time.monotonic() - started
+        finally:
+            if crawl.poll() is None:
+                crawl.kill()
+                crawl.communicate()
+        assert crawl.returncode not in (0, -9), stderr.decode()[-3000:]
+        assert elapsed < 30, elapsed  # not a retry window (or a timeout) per metadata call
+        proxy.set_mode("pass")
+        positions = fake.feed_positions()
+        with MetaDB.connect(env["META_DB_URL"]) as meta:
+            cursor = meta.get_cursor("npm")
+        stored = {row["name"] for row in workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)}
+        if cursor is not None:
+            covered = {name for name, seq in positions.items() if seq <= int(cursor)}
+            assert covered <= stored, "the cursor is ahead of what was stored"
+        workspace.crawl("npm", "mode=incremental", settings={"NPM_CHANGES_PAGE_SIZE": 20}, **env)
+        stored = {row["name"] for row in workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)}
+        assert stored == set(positions)
+        with MetaDB.connect(env["META_DB_URL"]) as meta:
+            assert meta.get_cursor("npm") == str(max(positions.values()))
+    faults.record("npm", "PostgreSQL metadata DB dark for longer than the run's retries, then back", 1)
