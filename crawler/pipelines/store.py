@@ -136,7 +136,7 @@ class StorePipeline:
         while True:
             try:
                 objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
-                await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
+                await self.services.in_meta_thread(self._record, objects)
                 return objects
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
@@ -152,6 +152,12 @@ class StorePipeline:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_DELAY)
+
+    def _record(self, objects: list[Any]) -> None:
+        """Commit a written batch to its Iceberg table and index it (on the metadata thread, where the
+        Iceberg catalog is opened and used: commits keep the order of the index)."""
+        self.index.tables = self.services.iceberg
+        self.index.record(objects, self.services.run_id)
 
     async def _flush(self, batch: Batch) -> None:
         self.in_flight[id(batch)] = batch
