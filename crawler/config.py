@@ -177,6 +177,16 @@ class IcebergConfig:
     #: ``scrapy compact`` expires snapshots older than this
     snapshot_retention: timedelta = timedelta(days=7)
 
+    def catalog_fields(self) -> dict[str, str | None]:
+        """What opens the catalog, as JSON (a query worker's init frame)."""
+        return {
+            "catalog_uri": self.catalog_uri,
+            "catalog_name": self.catalog_name,
+            "namespace": self.namespace,
+            "warehouse": self.warehouse,
+            "token": self.token,
+        }
+
     @classmethod
     def from_settings(cls, settings: BaseSettings, meta_db_url: str) -> IcebergConfig:
         """``ICEBERG_*`` settings; the catalog defaults to a SQL catalog in the metadata DB."""
@@ -186,7 +196,8 @@ class IcebergConfig:
             catalog_name=_raw(settings, "ICEBERG_CATALOG_NAME") or "crawler",
             namespace=_raw(settings, "ICEBERG_NAMESPACE") or "crawler",
             warehouse=_raw(settings, "ICEBERG_WAREHOUSE"),
-            token=_raw(settings, "ICEBERG_TOKEN"),
+            # a secret: from -s or the environment, never from a settings module (Scrapy logs those)
+            token=_raw(settings, "ICEBERG_TOKEN") or os.environ.get("ICEBERG_TOKEN") or None,
             snapshot_retention=timedelta(
                 hours=get_float(settings, "ICEBERG_SNAPSHOT_RETENTION_HOURS", 168.0, minimum=0)
             ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +24,25 @@ __all__ = ["PartitionIndex", "catalog_key", "iso_utc"]
 class PartitionIndex:
     """Blocking; called from the ordered metadata thread so catalog rewrites never interleave.
 
-    With ``tables``, the Parquet files are committed to their namespaces' Iceberg tables first: a file
-    the index lists is in its table (a crash between the two leaves a committed file the index lacks,
-    which :mod:`crawler.storage.reconcile` puts right)."""
+    With ``tables`` (or a function returning them, called on first use), the Parquet files are committed
+    to their namespaces' Iceberg tables first: a file the index lists is in its table (a crash between the
+    two leaves a committed file the index lacks, which :mod:`crawler.storage.reconcile` puts right)."""
 
-    def __init__(self, store: ObjectStore, meta: MetaDB, tables: IcebergTables | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        meta: MetaDB,
+        tables: IcebergTables | Callable[[], IcebergTables | None] | None = None,
+    ) -> None:
         self.store = store
         self.meta = meta
-        self.tables = tables
+        self._tables = tables
+
+    @property
+    def tables(self) -> IcebergTables | None:
+        if callable(self._tables):
+            self._tables = self._tables()
+        return self._tables
 
     def record(self, objects: list[StoredObject], run_id: str) -> None:
         if self.tables is not None:

@@ -87,7 +87,10 @@ class StorePipeline:
 
     def open_spider(self) -> None:
         self.writer = BatchWriter(self.services.store, self.services.config.parquet_compression)
-        self.index = PartitionIndex(self.services.store, self.services.meta)
+        # the Iceberg tables are opened by the first commit, on the metadata thread (as every commit is:
+        # they keep the order of the index); a catalog that cannot be opened fails the store, which retries
+        services = self.services
+        self.index = PartitionIndex(services.store, services.meta, lambda: services.iceberg)
         interval = max(self.services.config.batch_idle_seconds / 2, 0.05)
         self._idle_loop = task.LoopingCall(lambda: deferred_from_coro(self._flush_idle()))
         self._idle_loop_done = self._idle_loop.start(interval, now=False).addErrback(
@@ -136,7 +139,7 @@ class StorePipeline:
         while True:
             try:
                 objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
-                await self.services.in_meta_thread(self._record, objects)
+                await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
                 return objects
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
@@ -152,12 +155,6 @@ class StorePipeline:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_DELAY)
-
-    def _record(self, objects: list[Any]) -> None:
-        """Commit a written batch to its Iceberg table and index it (on the metadata thread, where the
-        Iceberg catalog is opened and used: commits keep the order of the index)."""
-        self.index.tables = self.services.iceberg
-        self.index.record(objects, self.services.run_id)
 
     async def _flush(self, batch: Batch) -> None:
         self.in_flight[id(batch)] = batch

@@ -46,7 +46,7 @@ from scrapy.settings import BaseSettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from crawler.config import IngestionConfig, default_meta_db_url
+from crawler.config import IcebergConfig, IngestionConfig, default_meta_db_url
 from crawler.items import Record
 from crawler.pipelines.index import catalog_key
 from crawler.query.sandbox import (
@@ -95,6 +95,8 @@ class ApiConfig:
     #: queries one key may run at once (0: one fewer than the workers, at least 1), so that one caller's
     #: heavy queries never take every worker from the others
     per_key_queries: int = 0
+    #: the views read the Iceberg tables' current snapshots (QUERY_ICEBERG), not the partition index
+    iceberg: IcebergConfig | None = field(default=None, repr=False)
 
     @property
     def key_share(self) -> int:
@@ -139,6 +141,10 @@ class ApiConfig:
             "isolation": get("QUERY_ISOLATION", "process"),
             "per_key_queries": number("QUERY_PER_KEY_QUERIES", "0", int),
         }
+        if get("QUERY_ICEBERG", "false").strip().lower() in _TRUE:
+            if ingestion.iceberg is None:
+                raise ConfigError("QUERY_ICEBERG reads the Iceberg tables: ICEBERG_ENABLED is off")
+            values["iceberg"] = ingestion.iceberg
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
         config.validate()
@@ -401,6 +407,7 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
             workers=config.workers,
             worker_memory_mb=config.worker_memory_mb,
             isolation=config.isolation,  # type: ignore[arg-type]
+            iceberg=config.iceberg,
         )
         logger.info(
             "query API over %s: %d %s worker(s), row cap %d, timeout %gs, %s",

@@ -15,10 +15,11 @@ or the new one) and expires old snapshots. The table's file set follows the part
 So every commit checks what the table already holds: a retried commit never registers a file twice.
 
 Tables are ``<ICEBERG_NAMESPACE>.<record type's table>`` (``crawler.npm_package``), partitioned by the day
-of ``_ingested_at`` (the key layout's ``year=/month=/day=``), located at ``<STORAGE_URI>/<namespace>`` with
-their metadata under ``<namespace>/_metadata/iceberg/``. The catalog is ``ICEBERG_CATALOG_URI``: a SQL catalog
-(SQLAlchemy URL; by default the metadata DB itself) or an Iceberg REST catalog (``http(s)://``, such as
-Cloudflare's R2 Data Catalog, with ``ICEBERG_WAREHOUSE`` and the secret ``ICEBERG_TOKEN``).
+of ``_ingested_at`` (the key layout's day partitions), located at ``<STORAGE_URI>/<namespace>`` with their
+metadata beside the namespace's catalog (:func:`crawler.storage.layout.iceberg_metadata_prefix`). The
+catalog is ``ICEBERG_CATALOG_URI``: a SQL catalog (SQLAlchemy URL; by default the metadata DB itself) or an
+Iceberg REST catalog (``http(s)://``, such as Cloudflare's R2 Data Catalog, with ``ICEBERG_WAREHOUSE`` and
+the secret ``ICEBERG_TOKEN``).
 
 Blocking: call it from the metadata thread (or a command), one call at a time per instance.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -37,7 +39,7 @@ import pyarrow as pa
 from crawler.config import IcebergConfig
 from crawler.items import Record, arrow_schema
 from crawler.storage.base import ObjectStore
-from crawler.storage.layout import is_data_key
+from crawler.storage.layout import iceberg_metadata_prefix, is_data_key
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -48,12 +50,15 @@ __all__ = ["IcebergTables", "catalog_properties", "open_tables"]
 
 logger = logging.getLogger(__name__)
 
-#: the partition field: the UTC day of ``_ingested_at``, as the key layout's ``year=/month=/day=``
+#: the partition field: the UTC day of ``_ingested_at``, as the key layout's day partitions
 PARTITION_FIELD = "_ingested_day"
 #: attempts of a commit that another writer's commit got in ahead of (distributed workers, shards)
 COMMIT_ATTEMPTS = 10
 #: snapshot summary property naming who made a commit
 COMMITTED_BY = "crawler.operation"
+#: the table property mapping Parquet columns to Iceberg fields by name (the platform's files carry no
+#: field ids)
+NAME_MAPPING = "schema.name-mapping.default"
 #: table properties: manifests merged (a scan reads a few manifests, not one per batch), old metadata
 #: files deleted (a commit per batch would otherwise leave one JSON file per batch behind)
 TABLE_PROPERTIES = {
@@ -132,6 +137,8 @@ class IcebergTables:
         #: per platform namespace, the keys of the files its table holds (loaded once, then kept in step
         #: by this instance's commits; forgotten after a failed commit, whose outcome is unknown)
         self._held: dict[str, set[str]] = {}
+        #: held by callers that share an instance between threads (the query API's thread mode)
+        self.lock = threading.RLock()
 
     # -- names -------------------------------------------------------------------------------------
 
@@ -189,9 +196,9 @@ class IcebergTables:
         location = self.uri(record_type.namespace)
         properties = {
             **TABLE_PROPERTIES,
-            "write.metadata.path": f"{location}/_metadata/iceberg",
+            "write.metadata.path": self.uri(iceberg_metadata_prefix(record_type.namespace).rstrip("/")),
             # the platform's files carry no Iceberg field ids: columns are matched by name
-            "schema.name-mapping.default": schema.name_mapping.model_dump_json(),
+            NAME_MAPPING: schema.name_mapping.model_dump_json(),
             "crawler.primary-key": ",".join(record_type.key),
         }
         try:
@@ -297,6 +304,9 @@ class IcebergTables:
             return []
         properties = {COMMITTED_BY: operation}
         with table.transaction() as transaction:
+            if transaction.table_metadata.name_mapping() is None:  # a table created by another tool
+                mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+                transaction.set_properties({NAME_MAPPING: mapping})
             if dropped:
                 producer = transaction.update_snapshot(properties).overwrite()
             else:

@@ -10,13 +10,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog import load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 from crawler.config import IcebergConfig
-from crawler.items import Record
+from crawler.items import Record, arrow_schema
 from crawler.meta import MetaDB
 from crawler.pipelines.batching import Batch
 from crawler.pipelines.index import PartitionIndex
@@ -25,27 +27,38 @@ from crawler.spiders.npm.records import NpmPackage
 from crawler.storage import ObjectStore, open_store
 from crawler.storage.compaction import Compactor
 from crawler.storage.iceberg import IcebergTables, catalog_properties, open_tables
+from crawler.storage.layout import batch_keys
 from crawler.storage.reconcile import reconcile
 
 WHEN = datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 
 class Evolving(Record):
+    """A record type at its version 2: it gained ``stars``."""
+
     namespace = "test/iceberg-evolving"
-    table = "test_iceberg_evolving"
-    key = ("name",)
-    name: str
-
-
-class EvolvingV2(Record):
-    """The same Iceberg table (``table``) as :class:`Evolving`, a version later: it gained ``stars``."""
-
-    namespace = "test/iceberg-evolving-v2"
     table = "test_iceberg_evolving"
     key = ("name",)
     schema_version = 2
     name: str
     stars: int | None = None
+
+
+def version_1() -> pa.Schema:
+    """The schema :class:`Evolving` had before it gained ``stars``."""
+    schema = arrow_schema(Evolving)
+    return schema.remove(schema.get_field_index("stars"))
+
+
+def old_file(setup: Setup, names: list[str]) -> str:
+    """A Parquet file written at version 1 (no ``stars``), stored and committed; its key."""
+    rows = [{k: v for k, v in row.items() if k != "stars"} for row in batch(names, record_type=Evolving).rows]
+    for row in rows:
+        row["_schema_version"] = 1
+    key, _ = batch_keys(Evolving.namespace, WHEN.date())
+    setup.store.put_bytes(key, parquet_bytes(pa.Table.from_pylist(rows, schema=version_1())))
+    setup.tables.add(Evolving.namespace, [key])
+    return key
 
 
 def batch(names: list[str], run: str = "r1", record_type: type[Record] = NpmPackage, **fields) -> Batch:
@@ -55,9 +68,20 @@ def batch(names: list[str], run: str = "r1", record_type: type[Record] = NpmPack
             row = NpmPackage(name=name, version="1.0.0").to_row()
         else:
             row = record_type(name=name, **fields).to_row()
-        row.update(_source="test", _ingested_at=WHEN + timedelta(seconds=i), _run_id=run, _schema_version=1)
+        row.update(
+            _source="test",
+            _ingested_at=WHEN + timedelta(seconds=i),
+            _run_id=run,
+            _schema_version=record_type.schema_version,
+        )
         batch.add(row, i + 1)
     return batch
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def parquet(objects: list[StoredObject]) -> str:
@@ -150,9 +174,12 @@ def test_a_commit_whose_outcome_was_lost_is_not_repeated(local: Setup, monkeypat
 
 
 def test_a_record_type_that_gains_a_column_evolves_the_table_schema(local: Setup):
-    old = BatchWriter(local.store).write(batch(["a", "b"], record_type=Evolving))
-    local.index.record(old, "r1")
-    new = BatchWriter(local.store).write(batch(["c"], record_type=EvolvingV2, stars=5))
+    # the table as created when the record type was at version 1
+    catalog = local.tables.catalog
+    catalog.create_namespace("crawler")
+    catalog.create_table("crawler.test_iceberg_evolving", schema=version_1())
+    old_file(local, ["a", "b"])
+    new = BatchWriter(local.store).write(batch(["c"], record_type=Evolving, stars=5))
     local.index.record(new, "r1")
     table = local.other_engine().load_table("crawler.test_iceberg_evolving")
     assert "stars" in table.schema().column_names and not table.schema().find_field("stars").required
@@ -258,3 +285,52 @@ def test_store_on_s3(s3_store, tmp_path: Path):
         assert setup.rows() == 3 and parquet(objects) not in setup.files()
     finally:
         setup.close()
+
+
+def test_views_over_the_iceberg_snapshot_match_the_index_views(local: Setup):
+    from crawler.query.views import connect, iceberg_index
+
+    for n in range(3):
+        local.write([f"p{n}", "shared"], run=f"r{n}")
+    # a file of the namespace written before it gained "stars" (schema version 1), then one of version 2
+    old_file(local, ["a", "b"])
+    new = BatchWriter(local.store).write(batch(["c"], record_type=Evolving, stars=5))
+    local.index.record(new, "r1")
+    index = iceberg_index(local.tables, NpmPackage)
+    assert index.source == "iceberg" and len(index.files) == 3
+    # versions and key ranges from the table's column statistics
+    assert {f.schema_version for f in index.files} == {1} and all(f.key_range for f in index.files)
+    by_index, by_iceberg = connect(local.store, local.meta), connect(local.store, tables=local.tables)
+    for sql in (
+        "SELECT count(*) FROM npm_package_history",
+        "SELECT name, _run_id FROM npm_package ORDER BY name",
+        "SELECT name, day FROM npm_package_history WHERE name = 'p1'",
+    ):
+        assert by_iceberg.sql(sql).fetchall() == by_index.sql(sql).fetchall()
+    # a file of the older schema version reads the column it lacks as NULL
+    evolved = iceberg_index(local.tables, Evolving)
+    assert sorted(f.schema_version for f in evolved.files) == [1, 2]
+    rows = by_iceberg.sql("SELECT name, stars FROM test_iceberg_evolving ORDER BY name").fetchall()
+    assert rows == [("a", None), ("b", None), ("c", 5)]
+
+
+def test_a_table_written_to_by_another_engine_is_scanned_whole(local: Setup):
+    from crawler.query.views import connect, iceberg_index
+
+    local.write(["a", "b"])
+    table = local.other_engine().load_table("crawler.npm_package")
+    row = NpmPackage(name="z", version="2.0.0").to_row()
+    row.update(_source="spark", _ingested_at=WHEN, _run_id="other", _schema_version=1)
+    # a file another engine wrote in the table's location, outside the platform's layout
+    local.store.put_bytes(
+        "npm/data/00000-0-spark.parquet", parquet_bytes(pa.Table.from_pylist([row], arrow_schema(NpmPackage)))
+    )
+    table.add_files([f"{local.store.uri}/npm/data/00000-0-spark.parquet"])
+    index = iceberg_index(local.tables, NpmPackage)
+    assert index.rows is not None and index.rows.num_rows == 3
+    con = connect(local.store, tables=local.tables)
+    assert con.sql("SELECT name, year, day FROM npm_package ORDER BY name").fetchall() == [
+        ("a", 2026, 20),
+        ("b", 2026, 20),
+        ("z", 2026, 20),
+    ]
