@@ -176,6 +176,9 @@ class IcebergConfig:
     token: str | None = field(default=None, repr=False)
     #: ``scrapy compact`` expires snapshots older than this
     snapshot_retention: timedelta = timedelta(days=7)
+    #: the write path keeps at most this many snapshots per table (a commit per batch would otherwise grow
+    #: the table's metadata, which every commit copies, without bound)
+    snapshots_kept: int = 10
 
     def catalog_fields(self) -> dict[str, str | None]:
         """What opens the catalog, as JSON (a query worker's init frame)."""
@@ -201,6 +204,7 @@ class IcebergConfig:
             snapshot_retention=timedelta(
                 hours=get_float(settings, "ICEBERG_SNAPSHOT_RETENTION_HOURS", 168.0, minimum=0)
             ),
+            snapshots_kept=get_positive_int(settings, "ICEBERG_SNAPSHOTS_KEPT", 10),
         )
 
 

@@ -52,6 +52,8 @@ ICEBERG_WAREHOUSE = _env("ICEBERG_WAREHOUSE")
 # ICEBERG_TOKEN is read from the environment (or -s) only: settings are logged, secrets must not be
 # `scrapy compact` expires the snapshots older than this
 ICEBERG_SNAPSHOT_RETENTION_HOURS = _env("ICEBERG_SNAPSHOT_RETENTION_HOURS", "168")
+# the write path keeps at most this many snapshots per table (older ones are expired as it goes)
+ICEBERG_SNAPSHOTS_KEPT = _env("ICEBERG_SNAPSHOTS_KEPT", "10")
 # `scrapy query` and the query API read the Iceberg tables' snapshots rather than the partition index
 QUERY_ICEBERG = _env("QUERY_ICEBERG", "false")
 

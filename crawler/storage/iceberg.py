@@ -27,6 +27,7 @@ Blocking: call it from the metadata thread (or a command), one call at a time pe
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 PARTITION_FIELD = "_ingested_day"
 #: attempts of a commit that another writer's commit got in ahead of (distributed workers, shards)
 COMMIT_ATTEMPTS = 10
+#: the write path trims a table's snapshots to ``snapshots_kept`` once this many more have accumulated (a
+#: commit copies the table's metadata several times over: its cost grows with the snapshots it lists)
+TRIM_SLACK = 10
 #: snapshot summary property naming who made a commit
 COMMITTED_BY = "crawler.operation"
 #: the table property mapping Parquet columns to Iceberg fields by name (the platform's files carry no
@@ -68,6 +72,34 @@ TABLE_PROPERTIES = {
     "write.metadata.previous-versions-max": "20",
     "format-version": "2",
 }
+
+
+@functools.cache
+def _transaction_class() -> type:
+    from pyiceberg.table import Transaction
+
+    class MetadataOnceTransaction(Transaction):
+        """A transaction that computes its metadata once per staged change, not at every access.
+
+        PyIceberg derives ``table_metadata`` afresh, as a deep copy of the table's whole metadata, each
+        time it is read: a dozen times per commit, which made a batch's commit cost several times its
+        write. The metadata models are frozen (a change makes a new one), so one copy per state is as safe."""
+
+        _metadata_of: tuple[Any, Any, Any] | None = None
+
+        @property
+        def table_metadata(self) -> Any:
+            base, updates = self._table.metadata, self._updates
+            cached = self._metadata_of
+            if cached is None or cached[0] is not base or cached[1] is not updates:
+                cached = self._metadata_of = (base, updates, super().table_metadata)
+            return cached[2]
+
+    return MetadataOnceTransaction
+
+
+def _transaction(table: Table) -> Any:
+    return _transaction_class()(table)
 
 
 def catalog_properties(config: IcebergConfig, store: ObjectStore) -> dict[str, str]:
@@ -123,16 +155,17 @@ def open_tables(config: IcebergConfig, store: ObjectStore) -> IcebergTables | No
     from pyiceberg.catalog import load_catalog
 
     catalog = load_catalog(config.catalog_name, **catalog_properties(config, store))
-    return IcebergTables(catalog, store, config.namespace)
+    return IcebergTables(catalog, store, config.namespace, snapshots_kept=config.snapshots_kept)
 
 
 class IcebergTables:
     """The Iceberg tables of one object store's namespaces."""
 
-    def __init__(self, catalog: Catalog, store: ObjectStore, namespace: str) -> None:
+    def __init__(self, catalog: Catalog, store: ObjectStore, namespace: str, *, snapshots_kept: int = 10) -> None:
         self.catalog = catalog
         self.store = store
         self.namespace = namespace
+        self.snapshots_kept = snapshots_kept
         self._tables: dict[str, Table] = {}
         #: per platform namespace, the keys of the files its table holds (loaded once, then kept in step
         #: by this instance's commits; forgotten after a failed commit, whose outcome is unknown)
@@ -172,6 +205,10 @@ class IcebergTables:
                 if not create:
                     return None
                 table = self._create(record_type)
+            if table.metadata.name_mapping() is None:  # a table another tool created: files are read by name
+                mapping = table.metadata.schema().name_mapping.model_dump_json()
+                with table.transaction() as transaction:
+                    transaction.set_properties({NAME_MAPPING: mapping})
             self._tables[namespace] = table
         return self._evolve(record_type, table)
 
@@ -303,10 +340,9 @@ class IcebergTables:
         if not new and not dropped:
             return []
         properties = {COMMITTED_BY: operation}
-        with table.transaction() as transaction:
-            if transaction.table_metadata.name_mapping() is None:  # a table created by another tool
-                mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
-                transaction.set_properties({NAME_MAPPING: mapping})
+        # the files are described from ``table.metadata``: the transaction's own is a deep copy at every access
+        metadata = table.metadata
+        with _transaction(table) as transaction:
             if dropped:
                 producer = transaction.update_snapshot(properties).overwrite()
             else:
@@ -315,12 +351,23 @@ class IcebergTables:
                 for data_file in dropped:
                     snapshot.delete_data_file(data_file)
                 for key in new:
-                    snapshot.append_data_file(
-                        parquet_file_to_data_file(table.io, transaction.table_metadata, self.uri(key))
-                    )
+                    snapshot.append_data_file(parquet_file_to_data_file(table.io, metadata, self.uri(key)))
         held.difference_update(self.key(df.file_path) for df in dropped)
         held.update(new)
+        if len(table.metadata.snapshots) >= self.snapshots_kept + TRIM_SLACK:
+            self._trim(table)
         return new
+
+    def _trim(self, table: Table) -> None:
+        """Expire all but the newest ``snapshots_kept`` snapshots (metadata only; the files are the
+        platform's). A failure is logged, not raised: the batch is committed, and the next trim retries."""
+        newest = sorted(table.metadata.snapshots, key=lambda snapshot: snapshot.timestamp_ms)
+        old = [snapshot.snapshot_id for snapshot in newest[: -self.snapshots_kept]]
+        current = table.metadata.current_snapshot_id
+        try:
+            table.maintenance.expire_snapshots().by_ids([i for i in old if i != current]).commit()
+        except Exception:
+            logger.warning("%s: could not expire old Iceberg snapshots", table.name(), exc_info=True)
 
     def sync(
         self, namespace: str, indexed: set[str], stored: set[str], settled: set[str]
