@@ -117,7 +117,7 @@ def read_with_pyiceberg(env: dict[str, str]) -> None:
 
     uri = env.get("ICEBERG_CATALOG_URI") or env.get("META_DB_URL")
     if uri is None:
-        uri = "sqlite:///" + str((Path(env.get("STORAGE_URI", "./data")) / "_meta" / "meta.db").resolve())
+        uri = "sqlite:///" + str((ROOT / env.get("STORAGE_URI", "data") / "_meta" / "meta.db").resolve())
     catalog = load_catalog("crawler", type="sql", uri=uri)
     print(f"$ PyIceberg: load_catalog('crawler', type='sql', uri={uri!r})", flush=True)
     for identifier in sorted(catalog.list_tables("crawler")):

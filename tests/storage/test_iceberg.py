@@ -334,3 +334,19 @@ def test_a_table_written_to_by_another_engine_is_scanned_whole(local: Setup):
         ("b", 2026, 20),
         ("z", 2026, 20),
     ]
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_the_query_api_reads_the_iceberg_snapshot(local: Setup, isolation: str):
+    from crawler.query.sandbox import SafeQueryEngine
+
+    local.write(["a", "b"])
+    local.write(["c", "b"], run="r2")  # "b" ingested at the same instant as before: the later run wins
+    engine = SafeQueryEngine(local.store, isolation=isolation, workers=1, iceberg=local.config)
+    try:
+        history = engine.run("SELECT count(*) AS n FROM npm_package_history")
+        latest = engine.run("SELECT name, _run_id FROM npm_package ORDER BY name")
+    finally:
+        engine.close()
+    assert [tuple(row) for row in history.rows] == [(4,)]
+    assert [tuple(row) for row in latest.rows] == [("a", "r1"), ("b", "r2"), ("c", "r2")]

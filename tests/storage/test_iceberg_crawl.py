@@ -53,25 +53,36 @@ def iceberg_table(workspace):
     return catalog.load_table("crawler.npm_package")
 
 
-def count(workspace, sql: str, **env: str) -> int:
-    (row,) = workspace.query(sql, **env)
-    return int(next(iter(row.values())))
+#: the counts `scrapy query` reports, in one query (each `scrapy query` is a process of its own)
+COUNTS = "SELECT (SELECT count(*) FROM npm_package_history) AS history, (SELECT count(*) FROM npm_package) AS latest"
 
 
 @pytest.mark.slow
 def test_a_crawled_table_is_read_by_pyiceberg_alone_with_the_counts_scrapy_query_reports(workspace, npm_env):
     workspace.crawl("npm", "mode=incremental", settings=SETTINGS, **npm_env)
+    (counts,) = workspace.query(COUNTS)
     table = iceberg_table(workspace)
     rows = table.scan().to_arrow()
-    assert rows.num_rows == count(workspace, "SELECT count(*) FROM npm_package_history") > 10
-    assert len(set(rows.column("name").to_pylist())) == count(workspace, "SELECT count(*) FROM npm_package")
+    assert rows.num_rows == counts["history"] > 10
+    assert len(set(rows.column("name").to_pylist())) == counts["latest"]
     # the table's files are the platform's own Parquet files, as indexed
-    indexed = {row.object_key for row in workspace.meta().partitions("npm") if row.format == "parquet"}
-    files = {p.removeprefix(f"file://{workspace.data}/") for p in table.inspect.files()["file_path"].to_pylist()}
-    assert files == indexed and len(files) > 1
+    assert table_files(workspace, table) == indexed(workspace) and len(indexed(workspace)) > 1
     # `scrapy query --iceberg` (QUERY_ICEBERG) reads the same through the table's snapshot
-    for sql in ("SELECT count(*) FROM npm_package_history", "SELECT count(*) FROM npm_package"):
-        assert count(workspace, sql, QUERY_ICEBERG="true") == count(workspace, sql)
+    assert workspace.query(COUNTS, QUERY_ICEBERG="true") == [counts]
+    # `scrapy compact`: the table holds the compacted files the index holds, the latest record of each key
+    workspace.scrapy("compact", "npm", "--no-progress")
+    table = iceberg_table(workspace)
+    assert table_files(workspace, table) == indexed(workspace)
+    assert all("/compacted_" in key for key in indexed(workspace))
+    assert table.scan().to_arrow().num_rows == counts["latest"]
+
+
+def table_files(workspace, table) -> set[str]:
+    return {p.removeprefix(f"file://{workspace.data}/") for p in table.inspect.files()["file_path"].to_pylist()}
+
+
+def indexed(workspace) -> set[str]:
+    return {row.object_key for row in workspace.meta().partitions("npm") if row.format == "parquet"}
 
 
 def killed_crawl(workspace, env: dict[str, str], point: str, after: int) -> int:
@@ -91,13 +102,13 @@ def killed_crawl(workspace, env: dict[str, str], point: str, after: int) -> int:
 
 def assert_table_follows_index(workspace) -> None:
     table = iceberg_table(workspace)
-    indexed = {row.object_key for row in workspace.meta().partitions("npm") if row.format == "parquet"}
     paths = table.inspect.files()["file_path"].to_pylist()
     assert len(paths) == len(set(paths)), "a file registered twice"
-    files = {p.removeprefix(f"file://{workspace.data}/") for p in paths}
-    assert files == indexed
+    files = table_files(workspace, table)
+    assert files == indexed(workspace)
     assert all((workspace.data / key).exists() for key in files), "a committed file without its data"
-    assert table.scan().to_arrow().num_rows == count(workspace, "SELECT count(*) FROM npm_package_history")
+    (counts,) = workspace.query(COUNTS)
+    assert table.scan().to_arrow().num_rows == counts["history"]
 
 
 @pytest.mark.slow
