@@ -138,9 +138,8 @@ def store_io_properties(store: ObjectStore) -> dict[str, str]:
         return {}
     client = store.client  # type: ignore[attr-defined]
     properties = {"s3.endpoint": client.meta.endpoint_url, "s3.region": client.meta.region_name}
-    credentials = client._request_signer._credentials  # the store's own, resolved once by boto3
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
+    frozen = store.credentials  # type: ignore[attr-defined]
+    if frozen is not None:
         properties["s3.access-key-id"] = frozen.access_key
         properties["s3.secret-access-key"] = frozen.secret_key
         if frozen.token:
@@ -404,12 +403,14 @@ class IcebergTables:
         table = self.table(record_type, create=False)
         if table is None:
             return 0
-        cutoff = (now or datetime.now(UTC)) - retention
-        expire = table.maintenance.expire_snapshots().older_than(cutoff)
-        count = len(expire._snapshot_ids_to_expire - expire._get_protected_snapshot_ids())
-        if count:
-            expire.commit()
-        return count
+        cutoff_ms = ((now or datetime.now(UTC)) - retention).timestamp() * 1000
+        current = table.metadata.current_snapshot_id
+        old = [
+            s.snapshot_id for s in table.metadata.snapshots if s.timestamp_ms < cutoff_ms and s.snapshot_id != current
+        ]
+        if old:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+        return len(old)
 
     def describe(self, record_type: type[Record]) -> dict[str, Any]:
         """What the table holds, for the catalog and the logs."""
