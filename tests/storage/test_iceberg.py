@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,31 +34,36 @@ from crawler.storage.reconcile import reconcile
 WHEN = datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 
-class Evolving(Record):
-    """A record type at its version 2: it gained ``stars``."""
+@pytest.fixture
+def evolving() -> Iterator[type[Record]]:
+    """A record type at its version 2: it gained ``stars`` (kept out of the registry after)."""
 
-    namespace = "test/iceberg-evolving"
-    table = "test_iceberg_evolving"
-    key = ("name",)
-    schema_version = 2
-    name: str
-    stars: int | None = None
+    class Evolving(Record):
+        namespace = "test/iceberg-evolving"
+        table = "test_iceberg_evolving"
+        key = ("name",)
+        schema_version = 2
+        name: str
+        stars: int | None = None
+
+    yield Evolving
+    Record.registry.pop(Evolving.namespace)
 
 
-def version_1() -> pa.Schema:
-    """The schema :class:`Evolving` had before it gained ``stars``."""
-    schema = arrow_schema(Evolving)
+def version_1(record_type: type[Record]) -> pa.Schema:
+    """The schema the record type had before it gained ``stars``."""
+    schema = arrow_schema(record_type)
     return schema.remove(schema.get_field_index("stars"))
 
 
-def old_file(setup: Setup, names: list[str]) -> str:
+def old_file(setup: Setup, record_type: type[Record], names: list[str]) -> str:
     """A Parquet file written at version 1 (no ``stars``), stored and committed; its key."""
-    rows = [{k: v for k, v in row.items() if k != "stars"} for row in batch(names, record_type=Evolving).rows]
+    rows = [{k: v for k, v in row.items() if k != "stars"} for row in batch(names, record_type=record_type).rows]
     for row in rows:
         row["_schema_version"] = 1
-    key, _ = batch_keys(Evolving.namespace, WHEN.date())
-    setup.store.put_bytes(key, parquet_bytes(pa.Table.from_pylist(rows, schema=version_1())))
-    setup.tables.add(Evolving.namespace, [key])
+    key, _ = batch_keys(record_type.namespace, WHEN.date())
+    setup.store.put_bytes(key, parquet_bytes(pa.Table.from_pylist(rows, schema=version_1(record_type))))
+    setup.tables.add(record_type.namespace, [key])
     return key
 
 
@@ -173,13 +179,13 @@ def test_a_commit_whose_outcome_was_lost_is_not_repeated(local: Setup, monkeypat
     assert len(local.files()) == 2
 
 
-def test_a_record_type_that_gains_a_column_evolves_the_table_schema(local: Setup):
+def test_a_record_type_that_gains_a_column_evolves_the_table_schema(local: Setup, evolving: type[Record]):
     # the table as created when the record type was at version 1
     catalog = local.tables.catalog
     catalog.create_namespace("crawler")
-    catalog.create_table("crawler.test_iceberg_evolving", schema=version_1())
-    old_file(local, ["a", "b"])
-    new = BatchWriter(local.store).write(batch(["c"], record_type=Evolving, stars=5))
+    catalog.create_table("crawler.test_iceberg_evolving", schema=version_1(evolving))
+    old_file(local, evolving, ["a", "b"])
+    new = BatchWriter(local.store).write(batch(["c"], record_type=evolving, stars=5))
     local.index.record(new, "r1")
     table = local.other_engine().load_table("crawler.test_iceberg_evolving")
     assert "stars" in table.schema().column_names and not table.schema().find_field("stars").required
@@ -287,14 +293,14 @@ def test_store_on_s3(s3_store, tmp_path: Path):
         setup.close()
 
 
-def test_views_over_the_iceberg_snapshot_match_the_index_views(local: Setup):
+def test_views_over_the_iceberg_snapshot_match_the_index_views(local: Setup, evolving: type[Record]):
     from crawler.query.views import connect, iceberg_index
 
     for n in range(3):
         local.write([f"p{n}", "shared"], run=f"r{n}")
     # a file of the namespace written before it gained "stars" (schema version 1), then one of version 2
-    old_file(local, ["a", "b"])
-    new = BatchWriter(local.store).write(batch(["c"], record_type=Evolving, stars=5))
+    old_file(local, evolving, ["a", "b"])
+    new = BatchWriter(local.store).write(batch(["c"], record_type=evolving, stars=5))
     local.index.record(new, "r1")
     index = iceberg_index(local.tables, NpmPackage)
     assert index.source == "iceberg" and len(index.files) == 3
@@ -308,7 +314,7 @@ def test_views_over_the_iceberg_snapshot_match_the_index_views(local: Setup):
     ):
         assert by_iceberg.sql(sql).fetchall() == by_index.sql(sql).fetchall()
     # a file of the older schema version reads the column it lacks as NULL
-    evolved = iceberg_index(local.tables, Evolving)
+    evolved = iceberg_index(local.tables, evolving)
     assert sorted(f.schema_version for f in evolved.files) == [1, 2]
     rows = by_iceberg.sql("SELECT name, stars FROM test_iceberg_evolving ORDER BY name").fetchall()
     assert rows == [("a", None), ("b", None), ("c", 5)]
