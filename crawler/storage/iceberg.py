@@ -196,11 +196,11 @@ class IcebergTables:
         namespace = record_type.namespace
         table = self._tables.get(namespace)
         if table is None:
-            from pyiceberg.exceptions import NoSuchTableError
+            from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
             try:
                 table = self.catalog.load_table(self.identifier(record_type))
-            except NoSuchTableError:
+            except (NoSuchTableError, NoSuchNamespaceError):  # a REST catalog may say either
                 if not create:
                     return None
                 table = self._create(record_type)

@@ -59,3 +59,13 @@ def test_a_rest_catalog_refuses_a_wrong_token(rest, tmp_path: Path):
     config = IcebergConfig(enabled=True, catalog_uri=url, warehouse="acct_bucket", token="wrong")
     with pytest.raises(UnauthorizedError):
         open_tables(config, open_store(str(tmp_path / "data")))
+
+
+def test_reading_before_anything_was_committed_finds_empty_tables(rest, tmp_path: Path):
+    from crawler.query.views import connect
+
+    _, url = rest
+    config = IcebergConfig(enabled=True, catalog_uri=url, warehouse="acct_bucket", token="t0ken")
+    store = open_store(str(tmp_path / "data"))
+    tables = open_tables(config, store)
+    assert connect(store, tables=tables).execute("SELECT count(*) FROM npm_package").fetchall() == [(0,)]
