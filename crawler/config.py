@@ -14,8 +14,8 @@ import math
 import os
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,54 @@ def new_run_id() -> str:
 
 
 @dataclass(frozen=True)
+class IcebergConfig:
+    """Where the Iceberg tables of the namespaces are catalogued (see :mod:`crawler.storage.iceberg`)."""
+
+    enabled: bool
+    #: a SQLAlchemy URL (SQL catalog) or an ``http(s)://`` Iceberg REST endpoint
+    catalog_uri: str
+    catalog_name: str = "crawler"
+    #: the Iceberg namespace the tables are in
+    namespace: str = "crawler"
+    #: REST: the warehouse (R2 Data Catalog: ``<account id>_<bucket>``); SQL: the default table location
+    warehouse: str | None = None
+    #: REST: the bearer token (a secret: never logged)
+    token: str | None = field(default=None, repr=False)
+    #: ``scrapy compact`` expires snapshots older than this
+    snapshot_retention: timedelta = timedelta(days=7)
+    #: the write path keeps at most this many snapshots per table (a commit per batch would otherwise grow
+    #: the table's metadata, which every commit copies, without bound)
+    snapshots_kept: int = 10
+
+    def catalog_fields(self) -> dict[str, str | None]:
+        """What opens the catalog, as JSON (a query worker's init frame)."""
+        return {
+            "catalog_uri": self.catalog_uri,
+            "catalog_name": self.catalog_name,
+            "namespace": self.namespace,
+            "warehouse": self.warehouse,
+            "token": self.token,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings, meta_db_url: str) -> IcebergConfig:
+        """``ICEBERG_*`` settings; the catalog defaults to a SQL catalog in the metadata DB."""
+        return cls(
+            enabled=get_bool(settings, "ICEBERG_ENABLED", True),
+            catalog_uri=_raw(settings, "ICEBERG_CATALOG_URI") or meta_db_url,
+            catalog_name=_raw(settings, "ICEBERG_CATALOG_NAME") or "crawler",
+            namespace=_raw(settings, "ICEBERG_NAMESPACE") or "crawler",
+            warehouse=_raw(settings, "ICEBERG_WAREHOUSE"),
+            # a secret: from -s or the environment, never from a settings module (Scrapy logs those)
+            token=_raw(settings, "ICEBERG_TOKEN") or os.environ.get("ICEBERG_TOKEN") or None,
+            snapshot_retention=timedelta(
+                hours=get_float(settings, "ICEBERG_SNAPSHOT_RETENTION_HOURS", 168.0, minimum=0)
+            ),
+            snapshots_kept=get_positive_int(settings, "ICEBERG_SNAPSHOTS_KEPT", 10),
+        )
+
+
+@dataclass(frozen=True)
 class IngestionConfig:
     storage_uri: str
     meta_db_url: str
@@ -180,12 +228,15 @@ class IngestionConfig:
     #: the limits of a batch of columnar items (bulk sources, crawler/pipelines/columnar.py)
     columnar_batch_max_records: int = 200_000
     columnar_batch_max_bytes: int = 64 * 1024 * 1024
+    #: the Iceberg tables kept in step with the stored files (``None``: ICEBERG_ENABLED is off)
+    iceberg: IcebergConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> IngestionConfig:
         """Parse and check the platform's settings; raises :class:`SettingError` on a bad value."""
         storage_uri = settings.get("STORAGE_URI") or "./data"
         meta_db_url = settings.get("META_DB_URL") or default_meta_db_url(storage_uri)
+        iceberg = IcebergConfig.from_settings(settings, meta_db_url)
         return cls(
             storage_uri=storage_uri,
             meta_db_url=meta_db_url,
@@ -202,6 +253,7 @@ class IngestionConfig:
             run_id=settings.get("RUN_ID") or os.environ.get("SCRAPY_JOB") or None,
             columnar_batch_max_records=get_positive_int(settings, "COLUMNAR_BATCH_MAX_RECORDS", 200_000),
             columnar_batch_max_bytes=get_positive_int(settings, "COLUMNAR_BATCH_MAX_BYTES", 64 * 1024 * 1024),
+            iceberg=iceberg if iceberg.enabled else None,
         )
 
 

@@ -47,6 +47,23 @@ PARQUET_COMPRESSION = _env("PARQUET_COMPRESSION", "zstd")
 DEAD_LETTER_SAMPLE_BYTES = _env("DEAD_LETTER_SAMPLE_BYTES", "4096")
 RUN_ID = _env("RUN_ID")
 
+# -- Iceberg tables (crawler/storage/iceberg.py) ---------------------------------------------------
+# Every namespace is also an Iceberg table, committed batch by batch. The catalog: a SQLAlchemy URL
+# (sqlite:///…, postgresql://…; default: the metadata DB) or an Iceberg REST endpoint (https://…, e.g.
+# R2 Data Catalog, with ICEBERG_WAREHOUSE and the secret ICEBERG_TOKEN). ICEBERG_ENABLED=false: Parquet only.
+ICEBERG_ENABLED = _env("ICEBERG_ENABLED", "true")
+ICEBERG_CATALOG_URI = _env("ICEBERG_CATALOG_URI")
+ICEBERG_CATALOG_NAME = _env("ICEBERG_CATALOG_NAME", "crawler")
+ICEBERG_NAMESPACE = _env("ICEBERG_NAMESPACE", "crawler")
+ICEBERG_WAREHOUSE = _env("ICEBERG_WAREHOUSE")
+# ICEBERG_TOKEN is read from the environment (or -s) only: settings are logged, secrets must not be
+# `scrapy compact` expires the snapshots older than this
+ICEBERG_SNAPSHOT_RETENTION_HOURS = _env("ICEBERG_SNAPSHOT_RETENTION_HOURS", "168")
+# the write path keeps at most this many snapshots per table (older ones are expired as it goes)
+ICEBERG_SNAPSHOTS_KEPT = _env("ICEBERG_SNAPSHOTS_KEPT", "10")
+# `scrapy query` and the query API read the Iceberg tables' snapshots rather than the partition index
+QUERY_ICEBERG = _env("QUERY_ICEBERG", "false")
+
 # -- sources -------------------------------------------------------------------------------------
 # Each source declares its own settings (type, default, secret) in crawler/spiders/<name>/source.py;
 # they are read from -s, this module, or the environment under their own names (README: per source).

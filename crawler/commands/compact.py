@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from scrapy.commands import ScrapyCommand
@@ -41,6 +41,7 @@ class Command(ScrapyCommand):
         from tqdm import tqdm
 
         from crawler.storage.compaction import Compactor, stored_days
+        from crawler.storage.iceberg import open_tables
         from crawler.storage.reconcile import reconcile
 
         if len(args) != 1 or args[0] not in Record.registry:
@@ -50,7 +51,8 @@ class Command(ScrapyCommand):
         config = IngestionConfig.from_settings(self.settings)
         store = open_store(config.storage_uri)
         meta = MetaDB.connect(config.meta_db_url)
-        reconcile(store, meta, [record_type.namespace])  # what a killed crawl or compaction left
+        tables = open_tables(config.iceberg, store) if config.iceberg else None
+        reconcile(store, meta, [record_type.namespace], tables=tables)  # what a killed crawl or compaction left
         days = stored_days(store, record_type.namespace)
         if opts.day:
             days = [d for d in days if d == opts.day]
@@ -61,7 +63,13 @@ class Command(ScrapyCommand):
             unit=" rows", desc=f"compacting {record_type.namespace}", disable=opts.no_progress, file=sys.stderr
         ) as bar:
             compactor = Compactor(
-                store, meta, target_bytes=target, compression=config.parquet_compression, progress=bar.update
+                store,
+                meta,
+                target_bytes=target,
+                compression=config.parquet_compression,
+                progress=bar.update,
+                tables=tables,
+                snapshot_retention=config.iceberg.snapshot_retention if config.iceberg else timedelta(days=7),
             )
             plan = compactor.plan(record_type.namespace, days)
             bar.total = (
@@ -83,6 +91,7 @@ class Command(ScrapyCommand):
             f"{report.input_rows} rows / {report.input_bytes} bytes -> {report.output_files} files / "
             f"{report.output_rows} rows / {report.output_bytes} bytes in {report.seconds:.1f} s"
             + (f"; {report.ndjson_deleted} NDJSON batches past retention deleted" if report.ndjson_deleted else "")
+            + (f"; {report.snapshots_expired} Iceberg snapshots expired" if report.snapshots_expired else "")
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from crawler.config import IngestionConfig
+from crawler.config import IngestionConfig, get_bool
 from crawler.items import Record
 from crawler.query.output import render_json, render_table
 from crawler.storage import ObjectStore, open_store
@@ -39,6 +39,12 @@ class Command(ScrapyCommand):
         super().add_options(parser)
         parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
         parser.add_argument("--output", "-O", metavar="FILE", help="write the result to FILE instead of stdout")
+        parser.add_argument(
+            "--iceberg",
+            action="store_true",
+            help="read the namespaces' Iceberg tables (their current snapshots), not the partition index "
+            "(QUERY_ICEBERG)",
+        )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         # imported here: every scrapy process (a crawl too) loads every command module
@@ -58,8 +64,16 @@ class Command(ScrapyCommand):
             count = 1  # a syntax error: reported when the query runs
         if count != 1:  # as the HTTP API: one statement, so a result is never half of the work
             raise UsageError(f"give one SQL statement, got {count}", print_help=False)
+        iceberg = opts.iceberg or get_bool(self.settings, "QUERY_ICEBERG", False)
+        if iceberg and config.iceberg is None:
+            raise UsageError("--iceberg reads the Iceberg tables: ICEBERG_ENABLED is off", print_help=False)
         with _store(config.storage_uri) as store:
-            self._answer(connect(store), args[0], opts)
+            tables = None
+            if iceberg and config.iceberg is not None and _catalog_exists(config.iceberg.catalog_uri):
+                from crawler.storage.iceberg import open_tables
+
+                tables = open_tables(config.iceberg, store)
+            self._answer(connect(store, tables=tables), args[0], opts)
 
     def _answer(self, con: Any, sql: str, opts: argparse.Namespace) -> None:
         import duckdb
@@ -90,6 +104,14 @@ def _store(uri: str) -> Iterator[ObjectStore]:
             yield open_store(empty)
         return
     yield open_store(uri)
+
+
+def _catalog_exists(uri: str) -> bool:
+    """Whether a SQLite catalog's file exists (opening it would create it: a query writes nothing);
+    other catalogs are servers, asked."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return "://" in uri or Path(uri).exists()
+    return Path(uri.removeprefix("sqlite:///")).exists()
 
 
 def _nested_as_json(relation: Any) -> Any:

@@ -48,7 +48,11 @@ class RunRecorder:
         # what an earlier run killed mid-write left behind, before this run writes
         namespaces = [record_type.namespace for record_type in getattr(spider, "records", ())]
         grace = timedelta(seconds=get_float(self.crawler.settings, "RECONCILE_GRACE_SECONDS", 600.0, minimum=0))
-        await self.services.in_meta_thread(reconcile, self.services.store, self.services.meta, namespaces, grace=grace)
+        await self.services.in_meta_thread(self._reconcile, namespaces, grace)
+
+    def _reconcile(self, namespaces: list[str], grace: timedelta) -> None:
+        # on the metadata thread: the Iceberg catalog is opened there, as every later commit uses it
+        reconcile(self.services.store, self.services.meta, namespaces, grace=grace, tables=self.services.iceberg)
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
         stats = self.crawler.stats.get_stats()

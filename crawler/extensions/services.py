@@ -11,7 +11,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.crawler import Crawler
@@ -19,6 +19,9 @@ from scrapy.crawler import Crawler
 from crawler.config import IngestionConfig, new_run_id
 from crawler.meta import MetaDB
 from crawler.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,16 @@ class Services:
             statement_timeout=self.config.meta_db_timeout,
             retry_seconds=self.config.meta_db_retry_seconds,
         )
+
+    @cached_property
+    def iceberg(self) -> IcebergTables | None:
+        """The Iceberg tables kept in step with the stored files; ``None`` when ICEBERG_ENABLED is off.
+        Used on the metadata thread only (commits are ordered like the index they precede)."""
+        if self.config.iceberg is None:
+            return None
+        from crawler.storage.iceberg import open_tables
+
+        return open_tables(self.config.iceberg, self.store)
 
     def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run a metadata call on the ordered metadata thread; await the result."""

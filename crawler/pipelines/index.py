@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -15,17 +15,40 @@ from crawler.pipelines.writer import KeyStats, StoredObject
 from crawler.storage import ObjectStore
 from crawler.storage.layout import catalog_key, partition_name
 
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
+
 __all__ = ["PartitionIndex", "catalog_key", "iso_utc"]
 
 
 class PartitionIndex:
-    """Blocking; called from the ordered metadata thread so catalog rewrites never interleave."""
+    """Blocking; called from the ordered metadata thread so catalog rewrites never interleave.
 
-    def __init__(self, store: ObjectStore, meta: MetaDB) -> None:
+    With ``tables`` (or a function returning them, called on first use), the Parquet files are committed
+    to their namespaces' Iceberg tables first: a file the index lists is in its table (a crash between the
+    two leaves a committed file the index lacks, which :mod:`crawler.storage.reconcile` puts right)."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        meta: MetaDB,
+        tables: IcebergTables | Callable[[], IcebergTables | None] | None = None,
+    ) -> None:
         self.store = store
         self.meta = meta
+        self._tables = tables
+
+    @property
+    def tables(self) -> IcebergTables | None:
+        if callable(self._tables):
+            self._tables = self._tables()
+        return self._tables
 
     def record(self, objects: list[StoredObject], run_id: str) -> None:
+        if self.tables is not None:
+            for namespace in sorted({obj.namespace for obj in objects}):
+                parquet = [obj.key for obj in objects if obj.namespace == namespace and obj.format == "parquet"]
+                self.tables.add(namespace, parquet)
         now = iso_utc(datetime.now(UTC))
         self.meta.add_partitions(
             [
@@ -106,6 +129,9 @@ class PartitionIndex:
             "partitions": dict(sorted(partitions.items())),
             "updated_at": iso_utc(datetime.now(UTC)),
         }
+        if self.tables is not None:
+            # the Iceberg table the same files are committed to, at the snapshot that holds them
+            catalog["iceberg"] = self.tables.describe(record_type)
         self.store.put_bytes(
             catalog_key(namespace), orjson.dumps(catalog, option=orjson.OPT_INDENT_2), "application/json"
         )

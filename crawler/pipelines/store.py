@@ -87,7 +87,10 @@ class StorePipeline:
 
     def open_spider(self) -> None:
         self.writer = BatchWriter(self.services.store, self.services.config.parquet_compression)
-        self.index = PartitionIndex(self.services.store, self.services.meta)
+        # the Iceberg tables are opened by the first commit, on the metadata thread (as every commit is:
+        # they keep the order of the index); a catalog that cannot be opened fails the store, which retries
+        services = self.services
+        self.index = PartitionIndex(services.store, services.meta, lambda: services.iceberg)
         interval = max(self.services.config.batch_idle_seconds / 2, 0.05)
         self._idle_loop = task.LoopingCall(lambda: deferred_from_coro(self._flush_idle()))
         self._idle_loop_done = self._idle_loop.start(interval, now=False).addErrback(

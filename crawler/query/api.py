@@ -47,7 +47,7 @@ from scrapy.settings import BaseSettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from crawler.config import IngestionConfig, default_meta_db_url
+from crawler.config import IcebergConfig, IngestionConfig, default_meta_db_url
 from crawler.items import Record
 from crawler.pipelines.index import catalog_key
 from crawler.query.sandbox import (
@@ -98,6 +98,8 @@ class ApiConfig:
     per_key_queries: int = 0
     #: a request body must arrive within this many seconds (a body trickling in holds a connection)
     body_timeout: float = 10.0
+    #: the views read the Iceberg tables' current snapshots (QUERY_ICEBERG), not the partition index
+    iceberg: IcebergConfig | None = field(default=None, repr=False)
 
     @property
     def key_share(self) -> int:
@@ -143,6 +145,10 @@ class ApiConfig:
             "per_key_queries": number("QUERY_PER_KEY_QUERIES", "0", int),
             "body_timeout": number("QUERY_BODY_TIMEOUT_SECONDS", "10", float),
         }
+        if get("QUERY_ICEBERG", "false").strip().lower() in _TRUE:
+            if ingestion.iceberg is None:
+                raise ConfigError("QUERY_ICEBERG reads the Iceberg tables: ICEBERG_ENABLED is off")
+            values["iceberg"] = ingestion.iceberg
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
         config.validate()
@@ -416,6 +422,7 @@ def create_app(config: ApiConfig, *, store: ObjectStore | None = None) -> FastAP
             workers=config.workers,
             worker_memory_mb=config.worker_memory_mb,
             isolation=config.isolation,  # type: ignore[arg-type]
+            iceberg=config.iceberg,
         )
         logger.info(
             "query API over %s: %d %s worker(s), row cap %d, timeout %gs, %s",

@@ -52,13 +52,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import duckdb
 import orjson
 
+from crawler.config import IcebergConfig
 from crawler.query.views import NamespaceIndex, connect, read_indexes
 from crawler.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
 
 __all__ = [
     "ALLOWED_TABLE_FUNCTIONS",
@@ -411,14 +415,14 @@ class _Connections:
 _connections = _Connections()
 
 
-def execute(store: ObjectStore, sql: str, limits: Limits) -> dict[str, Any]:
-    """Check and run ``sql`` on a locked connection over the files the partition index names now;
-    return the JSON-ready result payload.
+def execute(store: ObjectStore, sql: str, limits: Limits, tables: IcebergTables | None = None) -> dict[str, Any]:
+    """Check and run ``sql`` on a locked connection over the files the partition index names now (with
+    ``tables``: the current snapshots of the Iceberg tables); return the JSON-ready result payload.
 
     A query that fails while the index changes under it (a compaction deleted a file it was reading)
     is run once more over the new index."""
     for attempt in (1, 2):
-        indexes = read_indexes(store)
+        indexes = _indexes(store, tables)
         con = _connections.take(store, limits, indexes)
         try:
             statement = check_sql(sql, con)
@@ -426,7 +430,7 @@ def execute(store: ObjectStore, sql: str, limits: Limits) -> dict[str, Any]:
         except (QueryFailed, QueryRejected) as exc:
             con.close()
             # a file the views read is gone (DuckDB says so as an I/O or a permission error)
-            if attempt == 1 and not isinstance(exc, QueryTimeout | QueryBusy) and read_indexes(store) != indexes:
+            if attempt == 1 and not isinstance(exc, QueryTimeout | QueryBusy) and _indexes(store, tables) != indexes:
                 continue
             raise
         except BaseException:
@@ -435,6 +439,22 @@ def execute(store: ObjectStore, sql: str, limits: Limits) -> dict[str, Any]:
         _connections.give(store, limits, indexes, con)
         return result
     raise AssertionError("unreachable")
+
+
+def _indexes(store: ObjectStore, tables: IcebergTables | None) -> dict[str, NamespaceIndex]:
+    if tables is None:
+        return read_indexes(store)
+    with tables.lock:  # one PyIceberg catalog client, shared by the query threads
+        return read_indexes(store, tables=tables)
+
+
+def _open_tables(iceberg: dict[str, Any] | None, store: ObjectStore) -> IcebergTables | None:
+    """The Iceberg tables named by an init frame's ``iceberg`` (:meth:`IcebergConfig.catalog_fields`)."""
+    if iceberg is None:
+        return None
+    from crawler.storage.iceberg import open_tables
+
+    return open_tables(IcebergConfig(enabled=True, **iceberg), store)
 
 
 def _execute_locked(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement, limits: Limits) -> dict[str, Any]:
@@ -586,7 +606,14 @@ def _worker_env() -> dict[str, str]:
 
 
 class _Worker:
-    def __init__(self, store_uri: str, limits: Limits, headroom_mb: int, start_timeout: float) -> None:
+    def __init__(
+        self,
+        store_uri: str,
+        limits: Limits,
+        headroom_mb: int,
+        start_timeout: float,
+        iceberg: dict[str, Any] | None = None,
+    ) -> None:
         self.uses = 0
         self.process = subprocess.Popen(
             [sys.executable, "-B", "-c", "from crawler.query.sandbox import worker_main; worker_main()"],
@@ -602,7 +629,8 @@ class _Worker:
         self._stdout = self.process.stdout.fileno()
         self._max_frame = limits.max_result_bytes * 2 + (1 << 20)
         try:
-            _write_frame(self._stdin, {"store_uri": store_uri, "limits": asdict(limits), "headroom_mb": headroom_mb})
+            init = {"store_uri": store_uri, "limits": asdict(limits), "headroom_mb": headroom_mb, "iceberg": iceberg}
+            _write_frame(self._stdin, init)
             hello = _read_frame(self._stdout, time.monotonic() + start_timeout, self._max_frame)
         except (OSError, _WorkerLost, _WorkerLate):
             self.kill()
@@ -658,8 +686,9 @@ class _WorkerPool:
         grace: float,
         recycle_after: int,
         start_timeout: float = 60.0,
+        iceberg: dict[str, Any] | None = None,
     ) -> None:
-        self._spawn_args = (store_uri, limits, headroom_mb, start_timeout)
+        self._spawn_args = (store_uri, limits, headroom_mb, start_timeout, iceberg)
         self._limits = limits
         self._grace = grace
         self._recycle_after = recycle_after
@@ -769,8 +798,9 @@ def worker_main() -> None:
         init = _read_frame(stdin, None, 1 << 20)
         limits = Limits(**init["limits"])
         store = open_store(init["store_uri"])
+        tables = _open_tables(init.get("iceberg"), store)
         # Warm up (S3 client, DuckDB, pyarrow) before the limit, so only query work counts against it.
-        execute(store, "SELECT 1", limits)
+        execute(store, "SELECT 1", limits, tables)
         _limit_address_space(int(init["headroom_mb"]))
     except Exception as exc:
         _write_frame(out, {"error": f"{type(exc).__name__}: {_first_line(exc)}"})
@@ -783,7 +813,7 @@ def worker_main() -> None:
         except (_WorkerLost, OSError):
             return  # the server closed the pipe: stop
         try:
-            response: dict[str, Any] = {"ok": execute(store, str(request.get("sql", "")), limits)}
+            response: dict[str, Any] = {"ok": execute(store, str(request.get("sql", "")), limits, tables)}
         except QueryError as exc:
             response = {"error": exc.kind, "message": exc.message}
         except MemoryError:
@@ -845,6 +875,7 @@ class SafeQueryEngine:
         queue_wait: float | None = None,
         kill_grace: float = 5.0,
         recycle_after: int = 500,
+        iceberg: IcebergConfig | None = None,
     ) -> None:
         if isolation not in ("process", "thread"):
             raise ValueError(f"isolation must be 'process' or 'thread', not {isolation!r}")
@@ -856,6 +887,9 @@ class SafeQueryEngine:
         self.queue_wait = timeout if queue_wait is None else queue_wait
         self._slots = threading.BoundedSemaphore(workers)
         self._pool: _WorkerPool | None = None
+        #: the views read the Iceberg tables' current snapshots (QUERY_ICEBERG)
+        iceberg_fields = iceberg.catalog_fields() if iceberg is not None else None
+        self.tables = _open_tables(iceberg_fields, store) if isolation == "thread" else None
         if isolation == "process":
             self._pool = _WorkerPool(
                 store.uri,
@@ -864,6 +898,7 @@ class SafeQueryEngine:
                 headroom_mb=worker_memory_mb,
                 grace=kill_grace,
                 recycle_after=recycle_after,
+                iceberg=iceberg_fields,
             )
 
     @property
@@ -881,7 +916,7 @@ class SafeQueryEngine:
             if not self._slots.acquire(timeout=self.queue_wait):
                 raise QueryBusy("all query slots are busy; try again shortly")
             try:
-                return _result(execute(self.store, sql, self.limits))
+                return _result(execute(self.store, sql, self.limits, self.tables))
             finally:
                 self._slots.release()
         response = self._pool.run(sql, self.queue_wait)

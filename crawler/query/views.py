@@ -21,6 +21,12 @@ full scan pays nothing for the ranges.)
 **The latest record of a key** is the first by :func:`latest_order`: the source's own version
 (``Record.version_column``) when the record type declares one, then ``_ingested_at``, then ``_run_id``.
 
+**From the Iceberg tables** (``tables`` given: ``scrapy query --iceberg``, ``QUERY_ICEBERG``): the files are
+those of each table's current snapshot, planned by PyIceberg (a consistent set, whatever commits are under
+way), with each file's schema version and key range read from the table's column statistics; the views are
+the same. A table holding files the platform did not write (another engine's, or delete files) is scanned by
+PyIceberg into Arrow instead.
+
 Local folders are read with DuckDB's own ``read_parquet``; S3/R2 through pyarrow's S3 filesystem
 registered as datasets (DuckDB's httpfs extension cannot be installed offline; see the README).
 """
@@ -33,7 +39,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
@@ -45,12 +51,16 @@ from crawler.meta import MetaDB
 from crawler.storage import ObjectStore
 from crawler.storage.layout import PARTITION_COLUMNS, catalog_key, is_data_key, namespace_prefix
 
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
+
 __all__ = [
     "MAX_BRANCHES",
     "PARTITION_COLUMNS",
     "DataFile",
     "NamespaceIndex",
     "connect",
+    "iceberg_index",
     "latest_order",
     "parquet_keys",
     "read_index",
@@ -102,7 +112,10 @@ class NamespaceIndex:
 
     record_type: type[Record]
     files: tuple[DataFile, ...]
-    source: str  # "meta" | "catalog" | "listing"
+    source: str  # "meta" | "catalog" | "listing" | "iceberg"
+    #: the rows themselves, when an Iceberg table was scanned into Arrow (it holds files the views cannot
+    #: read by key); ``files`` is then empty
+    rows: pa.Table | None = None
 
 
 def _key_range(entry: dict[str, Any]) -> tuple[Any, Any] | None:
@@ -142,9 +155,52 @@ def read_index(store: ObjectStore, record_type: type[Record], meta: MetaDB | Non
     return NamespaceIndex(record_type, tuple(DataFile(key) for key in keys), "listing")
 
 
-def read_indexes(store: ObjectStore, meta: MetaDB | None = None) -> dict[str, NamespaceIndex]:
-    """:func:`read_index` of every registered namespace."""
+def read_indexes(
+    store: ObjectStore, meta: MetaDB | None = None, tables: IcebergTables | None = None
+) -> dict[str, NamespaceIndex]:
+    """:func:`read_index` of every registered namespace (:func:`iceberg_index` with ``tables``)."""
+    if tables is not None:
+        return {namespace: iceberg_index(tables, rt) for namespace, rt in sorted(Record.registry.items())}
     return {namespace: read_index(store, rt, meta) for namespace, rt in sorted(Record.registry.items())}
+
+
+def iceberg_index(tables: IcebergTables, record_type: type[Record]) -> NamespaceIndex:
+    """The Parquet files of a namespace's Iceberg table at its current snapshot, planned by PyIceberg.
+
+    Each file's schema version and first-key range come from the table's column statistics (lower and
+    upper bounds: a truncated string bound still bounds). A table with a file outside the store or a
+    delete file (another engine's writes) is scanned into Arrow as a whole instead."""
+    from pyiceberg.conversions import from_bytes
+
+    table = tables.table(record_type, create=False)
+    if table is None:
+        return NamespaceIndex(record_type, (), "iceberg")
+    table.refresh()
+    tasks = list(table.scan().plan_files())
+    keys = [tables.key(task.file.file_path) for task in tasks]
+    foreign = any(key is None or not is_data_key(key, record_type.namespace, "parquet") for key in keys)
+    if foreign or any(task.delete_files for task in tasks):
+        return NamespaceIndex(record_type, (), "iceberg", rows=table.scan().to_arrow())
+    schema = table.schema()
+    version_field = schema.find_field("_schema_version")
+    key_field = schema.find_field(record_type.key[0])
+
+    def bounds(data_file: Any, field: Any) -> tuple[Any, Any] | None:
+        low = (data_file.lower_bounds or {}).get(field.field_id)
+        high = (data_file.upper_bounds or {}).get(field.field_id)
+        if low is None or high is None:
+            return None
+        return from_bytes(field.field_type, low), from_bytes(field.field_type, high)
+
+    files = []
+    for key, task in zip(keys, tasks, strict=True):
+        versions = bounds(task.file, version_field)
+        version = versions[0] if versions is not None and versions[0] == versions[1] else None
+        key_range = bounds(task.file, key_field)
+        if key_range is not None and type(key_range[0]) not in (str, int):
+            key_range = None
+        files.append(DataFile(key, version, key_range))
+    return NamespaceIndex(record_type, tuple(files), "iceberg")
 
 
 def parquet_keys(store: ObjectStore, namespace: str, meta: MetaDB | None = None) -> list[str]:
@@ -164,16 +220,20 @@ def latest_order(record_type: type[Record]) -> str:
 
 
 def connect(
-    store: ObjectStore, meta: MetaDB | None = None, *, indexes: dict[str, NamespaceIndex] | None = None
+    store: ObjectStore,
+    meta: MetaDB | None = None,
+    *,
+    indexes: dict[str, NamespaceIndex] | None = None,
+    tables: IcebergTables | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views of every namespace.
 
-    The file lists come from ``indexes`` when given, else from :func:`read_indexes` (``meta``, the
-    catalogs, or a listing). Parquet metadata is cached for the life of the connection: keep it for
-    several queries rather than opening one per query."""
+    The file lists come from ``indexes`` when given, else from :func:`read_indexes` (the Iceberg
+    ``tables``, ``meta``, the catalogs, or a listing). Parquet metadata is cached for the life of the
+    connection: keep it for several queries rather than opening one per query."""
     con = duckdb.connect(":memory:")
     con.execute("SET parquet_metadata_cache = true")
-    indexes = read_indexes(store, meta) if indexes is None else indexes
+    indexes = read_indexes(store, meta, tables) if indexes is None else indexes
     for record_type in Record.registry.values():
         register_namespace(con, store, record_type, indexes.get(record_type.namespace))
     return con
@@ -189,7 +249,9 @@ def register_namespace(
     table = record_type.table
     target = _target_columns(con, record_type)
     distinct_source = ""
-    if not index.files:
+    if index.rows is not None:
+        history = latest_source = _arrow_select(con, record_type, target, index.rows)
+    elif not index.files:
         columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {_quote(name)}" for name, sql_type in target)
         history = latest_source = f"SELECT {columns} WHERE false"
     else:
@@ -223,6 +285,25 @@ def register_namespace(
         # groups whose keys occur nowhere else and once in them: every row is the latest of its key
         latest = f"SELECT * FROM ({distinct_source})" + (f"\nUNION ALL ({latest})" if latest else "")
     con.execute(f"CREATE OR REPLACE VIEW {_quote(table)} AS {latest}")
+
+
+def _arrow_select(
+    con: duckdb.DuckDBPyConnection, record_type: type[Record], target: list[tuple[str, str]], rows: pa.Table
+) -> str:
+    """A ``SELECT`` of rows scanned into Arrow, projected onto the target columns (the partition columns
+    from ``_ingested_at``, as the key layout derives them)."""
+    name = f"_{record_type.table}_iceberg"
+    con.register(name, rows)
+    present = set(rows.column_names)
+    columns = []
+    for column, sql_type in target:
+        if column in PARTITION_COLUMNS:
+            columns.append(f"CAST({column}(_ingested_at AT TIME ZONE 'UTC') AS BIGINT) AS {_quote(column)}")
+        elif column in present:
+            columns.append(f"CAST({_quote(column)} AS {sql_type}) AS {_quote(column)}")
+        else:
+            columns.append(f"CAST(NULL AS {sql_type}) AS {_quote(column)}")
+    return f"SELECT {', '.join(columns)} FROM {_quote(name)}"
 
 
 def _target_columns(con: duckdb.DuckDBPyConnection, record_type: type[Record]) -> list[tuple[str, str]]:

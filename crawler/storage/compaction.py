@@ -10,6 +10,10 @@ about ``target_bytes``. Then the swap:
 2. the input files are unindexed, and ``catalog.json`` is rewritten: the views switch to the new files;
 3. the input files are deleted from the store.
 
+With Iceberg tables, step 1 starts with one Iceberg commit that replaces the input files by the new ones
+(a reader of the table sees the old set or the new one); after the last partition, the table's snapshots
+older than the retention are expired.
+
 The views read the files the index lists, so at any instant they read files that exist and see every
 record (during step 1, a view built from ``r2_partitions`` sees some twice; the latest-per-key views
 hide that). Every step is idempotent, so a compaction killed at any point is completed by running it
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -41,6 +45,9 @@ from crawler.pipelines.writer import KeyStats, key_range
 from crawler.query.views import latest_order
 from crawler.storage.base import ObjectStore
 from crawler.storage.layout import compacted_key, namespace_prefix, parse_key, partition_prefix
+
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
 
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 #: unindexed files younger than this may be batches being indexed right now: compaction leaves them alone
@@ -69,6 +76,8 @@ class CompactionReport:
     input_bytes: int = 0
     output_bytes: int = 0
     ndjson_deleted: int = 0
+    #: Iceberg snapshots older than the retention, expired after the swap
+    snapshots_expired: int = 0
     seconds: float = 0.0
     days: list[str] = field(default_factory=list)
 
@@ -94,6 +103,8 @@ class Compactor:
         progress: Callable[[int], None] | None = None,
         batch_rows: int = 50_000,
         orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
+        tables: IcebergTables | None = None,
+        snapshot_retention: timedelta = timedelta(days=7),
     ) -> None:
         self.store = store
         self.meta = meta
@@ -102,7 +113,9 @@ class Compactor:
         self.progress = progress or (lambda rows: None)
         self.batch_rows = batch_rows
         self.orphan_grace = orphan_grace
-        self.index = PartitionIndex(store, meta)
+        self.tables = tables
+        self.snapshot_retention = snapshot_retention
+        self.index = PartitionIndex(store, meta, tables)
 
     def plan(self, namespace: str, days: Iterable[date]) -> dict[date, list[tuple[str, int]]]:
         """Input Parquet files (key, size) per day: the indexed ones, and the ones nobody indexed that are
@@ -188,6 +201,8 @@ class Compactor:
             report.output_rows += sum(o.rows for o in outputs)
             report.output_bytes += sum(o.size for o in outputs)
         con.close()
+        if self.tables is not None:
+            report.snapshots_expired = self.tables.expire_snapshots(namespace, self.snapshot_retention)
         report.seconds = time.monotonic() - started
         return report
 
@@ -247,6 +262,9 @@ class Compactor:
         each row once. A kill before the delete leaves the old files unindexed: the next reconcile removes
         them (see :mod:`crawler.storage.reconcile`)."""
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        if self.tables is not None:
+            # first, as a batch is committed before it is indexed: the table switches in one commit
+            self.tables.replace(namespace, removed=inputs, added=[out.key for out in outputs], operation="compact")
         self.meta.replace_partitions(
             [
                 PartitionRow(

@@ -6,6 +6,7 @@
     <namespace>/year=YYYY/month=MM/day=DD/batch_<unix-ts>_<id>.parquet     its Parquet twin
     <namespace>/year=YYYY/month=MM/day=DD/compacted_<unix-ts>_<id>.parquet written by ``scrapy compact``
     <namespace>/_metadata/catalog.json                                     the namespace's catalog
+    <namespace>/_metadata/iceberg/…                                        its Iceberg table's metadata
 
 The date is the UTC ingestion date; ``year``, ``month`` and ``day`` are Hive partition columns. A
 namespace may hold ``/`` (``<source>/<kind>``). Everything else builds and parses keys with the functions
@@ -30,6 +31,7 @@ __all__ = [
     "batch_keys",
     "catalog_key",
     "compacted_key",
+    "iceberg_metadata_prefix",
     "is_data_key",
     "namespace_prefix",
     "new_object_id",
@@ -128,6 +130,11 @@ def _stem(kind: str, unix_ts: int | None, object_id: str | None) -> str:
 
 def catalog_key(namespace: str) -> str:
     return f"{namespace}/_metadata/catalog.json"
+
+
+def iceberg_metadata_prefix(namespace: str) -> str:
+    """Where the namespace's Iceberg table keeps its metadata (JSON, manifests): beside its catalog."""
+    return f"{namespace}/_metadata/iceberg/"
 
 
 def parse_key(key: str) -> DataKey | None:

@@ -17,6 +17,12 @@ SIGKILL between those steps leaves
 
 Only files older than ``grace`` count: a concurrent writer (another shard, a distributed worker)
 indexes its files within seconds of writing them.
+
+With Iceberg tables (:mod:`crawler.storage.iceberg`), a batch is committed to its table between being
+written and being indexed, and the table is then put in step with the index: the indexed files it lacks
+are committed, and the files it holds that are no longer indexed (a batch committed by a run killed
+before indexing it, then removed here) are taken out of it — before they are deleted from the store,
+so the table never names a file that is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +45,9 @@ from crawler.pipelines.writer import StoredObject, key_stats
 from crawler.storage.base import TEMP_PREFIX, ObjectStore
 from crawler.storage.layout import namespace_prefix, parse_key
 from crawler.storage.local import LocalStore
+
+if TYPE_CHECKING:
+    from crawler.storage.iceberg import IcebergTables
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +62,21 @@ class Reconciled:
     temporaries_removed: int = 0
     indexed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    #: files committed to an Iceberg table / taken out of one
+    committed: list[str] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.temporaries_removed or self.indexed or self.removed)
+        return bool(self.temporaries_removed or self.indexed or self.removed or self.committed or self.uncommitted)
 
 
 def reconcile(
-    store: ObjectStore, meta: MetaDB, namespaces: list[str], *, grace: timedelta = DEFAULT_GRACE
+    store: ObjectStore,
+    meta: MetaDB,
+    namespaces: list[str],
+    *,
+    grace: timedelta = DEFAULT_GRACE,
+    tables: IcebergTables | None = None,
 ) -> Reconciled:
     """Put right what a kill left in ``namespaces`` (see the module docstring). Blocking: run it on the
     metadata thread, before the crawl writes."""
@@ -66,11 +84,13 @@ def reconcile(
     if isinstance(store, LocalStore):
         done.temporaries_removed = _remove_temporaries(store, grace)
     cutoff = datetime.now(UTC) - grace
+    index = PartitionIndex(store, meta, tables)
     for namespace in namespaces:
         rows = meta.partitions(namespace)
         indexed = {row.object_key for row in rows}
         compacted = _compacted_at(rows)
         listed = {info.key: info for info in store.list(namespace_prefix(namespace))}
+        orphans = []
         for key, info in sorted(listed.items()):
             data_key = parse_key(key)
             if data_key is None or data_key.format != "parquet" or data_key.kind not in ("batch", "compacted"):
@@ -81,18 +101,29 @@ def reconcile(
             replaced = data_key.day in compacted and info.modified <= compacted[data_key.day]
             if data_key.kind == "batch" and twin in listed and not replaced:
                 objects = _described(store, namespace, key, listed[twin].size, info.size)
-                PartitionIndex(store, meta).record(objects, RECONCILED_RUN)
+                index.record(objects, RECONCILED_RUN)  # committed to the table first, unless it holds it
                 done.indexed.append(key)
             else:
-                store.delete([key])
-                done.removed.append(key)
+                orphans.append(key)
+        if tables is not None:
+            # the table holds what the index holds: orphans go out of the table before they leave the store
+            parquet = {row.object_key for row in meta.partitions(namespace) if row.format == "parquet"}
+            settled = {key for key, info in listed.items() if info.modified <= cutoff}
+            added, taken_out = tables.sync(namespace, parquet, set(listed), settled)
+            done.committed += added
+            done.uncommitted += taken_out
+        if orphans:
+            store.delete(orphans)
+            done.removed += orphans
     if done:
         logger.warning(
             "after an interrupted run: %d temporary files removed, %d unindexed batches indexed, %d orphaned "
-            "files removed",
+            "files removed, %d files committed to and %d taken out of Iceberg tables",
             done.temporaries_removed,
             len(done.indexed),
             len(done.removed),
+            len(done.committed),
+            len(done.uncommitted),
         )
     return done
 

@@ -161,6 +161,12 @@ class S3Store(ObjectStore):
         return self._prefix
 
     @property
+    def credentials(self) -> Any:
+        """The store's AWS credentials, frozen (``access_key``, ``secret_key``, ``token``); ``None`` when
+        anonymous. For other clients of the same bucket (pyarrow, PyIceberg)."""
+        return self._credentials.get_frozen_credentials() if self._credentials is not None else None
+
+    @property
     def client(self) -> Any:
         """The underlying boto3 S3 client (thread-safe)."""
         return self._client
@@ -287,7 +293,7 @@ class S3Store(ObjectStore):
         if not (hostname == "amazonaws.com" or hostname.endswith(".amazonaws.com")):
             options["endpoint_override"] = endpoint.netloc
             options["scheme"] = endpoint.scheme
-        frozen = self._credentials.get_frozen_credentials() if self._credentials is not None else None
+        frozen = self.credentials
         if frozen is None:
             options["anonymous"] = True
         else:
