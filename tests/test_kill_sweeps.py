@@ -12,6 +12,7 @@ CI runs four points per source; ``FAULTS_SCALE=full`` runs every point, both mod
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -75,6 +76,8 @@ class Sync:
     copies_sql: str
     #: raises if a cursor is ahead of the stored data (the workspace, the metadata DB)
     check_cursor: Callable[[Any, MetaDB], None] = lambda workspace, meta: None
+    #: runs before the sweep (an incremental sync's first full run), counted as one run; None: nothing
+    prepare: Callable[[Any, Sync], None] | None = None
 
 
 def run(workspace: Any, sync: Sync, kill_at: str | None) -> int:
@@ -109,6 +112,9 @@ def assert_no_orphans(data: Path, meta: MetaDB) -> None:
 def sweep(workspace: Any, sync: Sync, points: tuple[str, ...]) -> None:
     meta = MetaDB.connect(f"sqlite:///{workspace.data / '_meta' / 'meta.db'}")
     kills = runs = 0
+    if sync.prepare is not None:
+        sync.prepare(workspace, sync)
+        runs += 1
     for point in points:
         runs += 1
         if run(workspace, sync, f"{point}:{CRAWL_POINTS[point]}") == -9:
@@ -158,16 +164,26 @@ def npm_sync(mode: str) -> Iterator[Sync]:
 
 
 @contextmanager
-def pypi_sync() -> Iterator[Sync]:
+def pypi_sync(mode: str) -> Iterator[Sync]:
     with FakePyPI(projects=120, seed=19).serve() as fake:
+        names = fake.project_names()
+
+        def publish_changes(workspace: Any, sync: Sync) -> None:
+            # a whole sync, then half the projects change: the incremental runs follow the serials
+            assert run(workspace, dataclasses.replace(sync, arguments=["mode=full"]), None) == 0
+            for name in names[::2]:
+                fake.publish(name)
+            sync.expected = {f"{normalize_name(name)}:{fake.serial_of(name)}" for name in names}
+
         yield Sync(
             "pypi",
-            ["mode=full"],
+            [f"mode={mode}"],
             {"PYPI_PAGE_SIZE": 10, "BATCH_MAX_RECORDS": 8},
             {"PYPI_URL": fake.url},
-            {normalize_name(name) for name in fake.project_names()},
-            "SELECT name AS key FROM pypi_package",
+            {f"{normalize_name(name)}:{fake.serial_of(name)}" for name in names},
+            "SELECT name || ':' || last_serial AS key FROM pypi_package",
             "SELECT name AS key, count(*) AS n FROM pypi_package_history GROUP BY name",
+            prepare=publish_changes if mode == "incremental" else None,
         )
 
 
@@ -251,8 +267,9 @@ def test_npm(workspace, mode):
         sweep(workspace, sync, points_for("npm"))
 
 
-def test_pypi(workspace):
-    with pypi_sync() as sync:
+@pytest.mark.parametrize("mode", ["full", "incremental"] if faults.full_scale() else ["full"])
+def test_pypi(workspace, mode):
+    with pypi_sync(mode) as sync:
         sweep(workspace, sync, points_for("pypi"))
 
 
