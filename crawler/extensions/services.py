@@ -72,7 +72,7 @@ class Services:
             return None
         from crawler.storage.iceberg import open_tables
 
-        return open_tables(self.config.iceberg, self.store)
+        return open_tables(self.config.iceberg, self.store, statement_timeout=self.config.meta_db_timeout)
 
     def in_meta_thread(self, func: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run a metadata call on the ordered metadata thread; await the result."""

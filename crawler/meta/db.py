@@ -382,7 +382,7 @@ class _PostgresBackend(_Backend):
     @contextmanager
     def deadline(self) -> Iterator[None]:
         conn = self.conn
-        watchdog = threading.Timer(self.timeout, _shut_down_socket, (conn,))
+        watchdog = threading.Timer(self.timeout, shut_down_socket, (conn,))
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -444,7 +444,7 @@ def _delete_partition_rows(backend: _Backend, keys: list[str]) -> None:
         backend.run(f"DELETE FROM r2_partitions WHERE object_key IN ({', '.join('?' * len(chunk))})", chunk)
 
 
-def _shut_down_socket(conn: Any) -> None:
+def shut_down_socket(conn: Any) -> None:
     """Fail the call blocked on ``conn``: shut its socket down (through a duplicate of the descriptor,
     which shuts the one socket both name)."""
     with contextlib.suppress(OSError, ValueError), socket.socket(fileno=os.dup(conn.fileno())) as sock:

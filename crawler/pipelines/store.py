@@ -38,6 +38,10 @@ STORE_RETRY_FIRST_DELAY = 1.0
 STORE_RETRY_MAX_DELAY = 30.0
 
 
+class StoreStopping(RuntimeError):
+    """A batch was not tried: another was given up, and the crawl is stopping."""
+
+
 class StorePipeline:
     def __init__(self, crawler: Crawler, services: Services) -> None:
         self.crawler = crawler
@@ -133,16 +137,24 @@ class StorePipeline:
 
     async def _store(self, batch: Batch) -> list[Any]:
         """Write and index a batch; a failing store is retried with back-off (1 s doubling to 30 s) for
-        up to STORE_RETRY_SECONDS, so an outage of minutes loses nothing and holds the cursors meanwhile."""
+        up to STORE_RETRY_SECONDS, so an outage of minutes loses nothing and holds the cursors meanwhile.
+        Once a batch has been given up the crawl is stopping, and the batches still in flight stop too,
+        even those queued for the metadata thread: a store that is down would otherwise hold the stop for
+        a try (a timeout) per batch. They are fetched again by the next run, as the lost one is."""
         deadline = time.monotonic() + self.services.config.store_retry_seconds
         delay = STORE_RETRY_FIRST_DELAY
         while True:
             try:
-                objects = await maybe_deferred_to_future(threads.deferToThread(self.writer.write, batch))
-                await self.services.in_meta_thread(self.index.record, objects, self.services.run_id)
+                objects = await maybe_deferred_to_future(
+                    threads.deferToThread(self._unless_stopping, self.writer.write, batch)
+                )
+                run_id = self.services.run_id
+                await self.services.in_meta_thread(self._unless_stopping, self.index.record, objects, run_id)
                 return objects
+            except StoreStopping:
+                raise
             except Exception as exc:
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or self.lost_receipt is not None:
                     raise
                 self.crawler.stats.inc_value("store/retries")
                 logger.warning(
@@ -156,15 +168,34 @@ class StorePipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_DELAY)
 
+    def _pin_below(self, batch: Batch) -> None:
+        """Not stored: pin the cursors below these rows so that the next run fetches them again."""
+        if self.lost_receipt is None or batch.first_receipt < self.lost_receipt:
+            self.lost_receipt = batch.first_receipt
+
+    def _unless_stopping(self, step: Any, *args: Any) -> Any:
+        """Run a step of storing a batch, unless a batch was given up meanwhile (checked in the step's
+        thread, when its turn comes)."""
+        if self.lost_receipt is not None:
+            raise StoreStopping("not tried: a batch was given up and the crawl is stopping")
+        return step(*args)
+
     async def _flush(self, batch: Batch) -> None:
+        if self.lost_receipt is not None and batch.first_receipt > self.lost_receipt:
+            # A batch was given up: the crawl is stopping and no cursor passes it this run, so what came
+            # after it is fetched again by the next run too. Not stored: a store that is down would hold
+            # the stop for a retry window per batch.
+            self.crawler.stats.inc_value("store/batches_not_tried")
+            return
         self.in_flight[id(batch)] = batch
         try:
             objects = await self._store(batch)
+        except StoreStopping:
+            self._pin_below(batch)
+            self.crawler.stats.inc_value("store/batches_not_tried")
+            return
         except Exception:
-            # Not stored (the store already retried): pin the cursors below these rows so that the
-            # next run fetches them again.
-            if self.lost_receipt is None or batch.first_receipt < self.lost_receipt:
-                self.lost_receipt = batch.first_receipt
+            self._pin_below(batch)
             self.crawler.stats.inc_value("store/batch_failures")
             logger.exception("could not store a batch of %d %s records", len(batch), batch.record_type.namespace)
             self._stop_crawl()

@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from crawler.config import IcebergConfig
 from crawler.items import Record, arrow_schema
+from crawler.meta.db import DEFAULT_STATEMENT_TIMEOUT, shut_down_socket
 from crawler.storage.base import ObjectStore
 from crawler.storage.layout import iceberg_metadata_prefix, is_data_key
 
@@ -102,7 +103,9 @@ def _transaction(table: Table) -> Any:
     return _transaction_class()(table)
 
 
-def catalog_properties(config: IcebergConfig, store: ObjectStore) -> dict[str, str]:
+def catalog_properties(
+    config: IcebergConfig, store: ObjectStore, *, connect_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+) -> dict[str, str]:
     """The properties PyIceberg's ``load_catalog`` takes for ``config``, with the object store's file IO."""
     properties: dict[str, str] = {}
     uri = config.catalog_uri
@@ -113,20 +116,23 @@ def catalog_properties(config: IcebergConfig, store: ObjectStore) -> dict[str, s
         if config.token:
             properties["token"] = config.token
     else:
-        properties.update(type="sql", uri=sqlalchemy_url(uri), warehouse=config.warehouse or store.uri)
+        properties.update(type="sql", uri=sqlalchemy_url(uri, connect_timeout), warehouse=config.warehouse or store.uri)
     properties.update(store_io_properties(store))
     return properties
 
 
-def sqlalchemy_url(url: str) -> str:
+def sqlalchemy_url(url: str, connect_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> str:
     """A metadata-DB style URL as SQLAlchemy reads it: PostgreSQL through psycopg 3 (installed already),
-    a plain path as a SQLite file."""
+    with libpq's ``connect_timeout`` unless the URL sets one; a plain path as a SQLite file."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         from pathlib import Path
 
         return "sqlite:///" + str(Path(url).expanduser().resolve())
     if scheme.lower() in ("postgresql", "postgres"):
+        # a database behind a dark path: connecting would wait for ever (libpq's minimum is 2 s)
+        if "connect_timeout=" not in rest:
+            rest += f"{'&' if '?' in rest else '?'}connect_timeout={max(connect_timeout, 2):.0f}"
         return f"postgresql+psycopg://{rest}"
     return url
 
@@ -147,14 +153,60 @@ def store_io_properties(store: ObjectStore) -> dict[str, str]:
     return properties
 
 
-def open_tables(config: IcebergConfig, store: ObjectStore) -> IcebergTables | None:
-    """The Iceberg tables of ``store`` per ``config``; ``None`` when ICEBERG_ENABLED is off."""
+def open_tables(
+    config: IcebergConfig, store: ObjectStore, *, statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+) -> IcebergTables | None:
+    """The Iceberg tables of ``store`` per ``config``; ``None`` when ICEBERG_ENABLED is off. A SQL catalog
+    on PostgreSQL is held to ``statement_timeout`` as the metadata DB is (``META_DB_TIMEOUT``)."""
     if not config.enabled:
         return None
     from pyiceberg.catalog import load_catalog
 
-    catalog = load_catalog(config.catalog_name, **catalog_properties(config, store))
+    catalog = load_catalog(config.catalog_name, **catalog_properties(config, store, connect_timeout=statement_timeout))
+    engine = getattr(catalog, "engine", None)
+    if engine is not None and engine.dialect.name == "postgresql":
+        bound_calls(engine, statement_timeout)
     return IcebergTables(catalog, store, config.namespace, snapshots_kept=config.snapshots_kept)
+
+
+def bound_calls(engine: Any, seconds: float) -> None:
+    """A statement or commit of ``engine`` unanswered for ``seconds`` fails: a watchdog shuts its socket
+    down, as :class:`crawler.meta.MetaDB` does (a database behind a dark path would otherwise hold the
+    metadata thread, and with it the crawl, for ever). SQLAlchemy then drops the connection."""
+    from sqlalchemy import event
+
+    def arm(record_info: dict[str, Any], dbapi_connection: Any) -> None:
+        disarm(record_info)
+        watchdog = threading.Timer(seconds, shut_down_socket, (dbapi_connection,))
+        watchdog.daemon = True
+        watchdog.start()
+        record_info["watchdog"] = watchdog
+
+    def disarm(record_info: dict[str, Any]) -> None:
+        watchdog = record_info.pop("watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def before_execute(conn: Any, *_: Any) -> None:
+        arm(conn.connection.info, conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def after_execute(conn: Any, *_: Any) -> None:
+        disarm(conn.connection.info)
+
+    @event.listens_for(engine, "commit")
+    def before_commit(conn: Any) -> None:  # disarmed when the connection goes back to the pool
+        arm(conn.connection.info, conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "handle_error")
+    def on_error(context: Any) -> None:
+        if context.connection is not None:
+            disarm(context.connection.connection.info)
+
+    @event.listens_for(engine.pool, "checkin")
+    def checked_in(_: Any, record: Any) -> None:
+        disarm(record.info)
 
 
 class IcebergTables:

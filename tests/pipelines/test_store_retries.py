@@ -39,6 +39,7 @@ def pipeline(writer: FlakyWriter, retry_seconds: float) -> StorePipeline:
     store = StorePipeline.__new__(StorePipeline)
     store.crawler, store.services, store.writer = crawler, services, writer
     store.index = SimpleNamespace(record=lambda objects, run_id: None)
+    store.lost_receipt = None  # no batch given up yet
     return store
 
 
