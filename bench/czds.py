@@ -123,7 +123,7 @@ def child(kind: str, *args: str) -> None:
     elif kind == "diff":
         from crawler.spiders.czds.changes import changes
 
-        rows = sum(batch.num_rows for batch in changes(args[0], args[1], memory_mb=256, spill_directory=args[2]))
+        rows = sum(batch.num_rows for batch in changes(args[0], args[1], spill_directory=args[2]))
         result = {"changes": rows}
     # the work itself: without the interpreter's start and the imports
     result["inner_wall_s"] = time.perf_counter() - started

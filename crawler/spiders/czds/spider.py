@@ -71,7 +71,6 @@ class CzdsSpider(SourceSpider):
         spider.links_url = options["CZDS_API_URL"].rstrip("/") + "/czds/downloads/links"
         spider.download_dir = options["CZDS_DOWNLOAD_DIR"] or os.path.join(tempfile.gettempdir(), "czds")
         spider.read_timeout = options["CZDS_READ_TIMEOUT"]
-        spider.diff_memory_mb = options["CZDS_DIFF_MEMORY_MB"]
         return spider
 
     smoke_arguments: dict[str, str] = {}
@@ -208,7 +207,7 @@ class CzdsSpider(SourceSpider):
 
         stats = zonefile.ZoneStats()
         tables = zonefile.delegations(path, tld + ".", stats)
-        writer = diff.SnapshotWriter(snapshot)
+        writer = diff.SnapshotWriter(snapshot, self.download_dir)
         # the next table is read while the pipelines store this one (the worker thread and the store's
         # thread run Arrow code side by side)
         upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
@@ -238,7 +237,7 @@ class CzdsSpider(SourceSpider):
             old_key, previous_date = previous
             old, remove_after = await self.in_worker(diff.fetch_local, store, old_key, self.download_dir)
             try:
-                batches = diff.changes(snapshot, old, memory_mb=self.diff_memory_mb, spill_directory=self.download_dir)
+                batches = diff.changes(snapshot, old, spill_directory=self.download_dir)
                 while (batch := await self.in_worker(next, batches, None)) is not None:
                     counts = batch.column("change").value_counts().to_pylist()
                     for entry in counts:
