@@ -309,7 +309,7 @@ def test_kill_9_during_a_parse_loses_nothing_and_reads_that_zone_again(workspace
     big = write_zone(tmp_path / "big.gz", "big", 400_000)
     fake.add_zone("big", big, zone_day(0))
     env = {**workspace.env, **czds_env(fake, workspace), "COLUMNAR_BATCH_MAX_RECORDS": "20000"}
-    raw = workspace.data / "zones/big/big-2026-11-01.zone.gz"
+    downloads = workspace.path / "downloads"
     process = subprocess.Popen(
         [sys.executable, "-m", "scrapy", "crawl", "czds", "-a", "tlds=big"],
         cwd=workspace.path,
@@ -318,11 +318,13 @@ def test_kill_9_during_a_parse_loses_nothing_and_reads_that_zone_again(workspace
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not raw.exists():
+    while time.monotonic() < deadline and not any(downloads.glob(".download-*.snapshot.parquet")):
         time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)  # the raw file is kept: the zone is being parsed
+    os.kill(process.pid, signal.SIGKILL)  # the snapshot is being written: the zone is being parsed
     process.wait(timeout=30)
     meta = workspace.meta()
+    # the raw file and the snapshot are kept once the parse has read the whole gzip stream
+    assert not (workspace.data / "zones/big/big-2026-11-01.domains.parquet").exists()
     if meta.get_cursor("czds", "big") is not None:
         pytest.skip("the zone was read before the kill (a fast machine): nothing to recover")
     workspace.crawl("czds", "tlds=big", **czds_env(fake, workspace))

@@ -33,7 +33,13 @@ import scrapy
 from scrapy.exceptions import UsageError
 from scrapy.http import Response
 
-from crawler.downloaders.files import STREAM_TO_FILE_META, discard_download, downloaded_file, remove_stale_downloads
+from crawler.downloaders.files import (
+    STREAM_TO_FILE_META,
+    discard_download,
+    downloaded_file,
+    keep_file,
+    remove_stale_downloads,
+)
 from crawler.pipelines.columnar import ArrowRecords
 from crawler.spiders.base import SourceSpider
 from crawler.spiders.czds import changes as diff
@@ -194,31 +200,41 @@ class CzdsSpider(SourceSpider):
         if modified is None:
             self.dead_letter("no_last_modified: the zone file has no Last-Modified", response=response)
             return
-        try:
-            unpacked = await self.in_worker(zonefile.verify_gzip, path)
-        except (EOFError, OSError, ValueError) as exc:
-            self.dead_letter(f"corrupt_gzip: {type(exc).__name__}: {str(exc)[:200]}", response=response)
-            return
         zone_date = modified.date().isoformat()
         # the zone's position: once its records, changes and summary below are stored
         self.checkpoint(response, modified.isoformat(), key=tld, hold_on_failure=True)
         store = self.services.store
-        await self.in_worker(store.put_file, diff.raw_key(tld, zone_date), path, "application/gzip")
-
+        raw = diff.raw_key(tld, zone_date)
+        # a remote store's copy of the raw file is uploaded while the zone is parsed (a local one links
+        # the file once it passed); it is deleted again if the file fails the gzip check
+        upload = (
+            asyncio.ensure_future(asyncio.to_thread(store.put_file, raw, path, "application/gzip"))
+            if store.local_path(raw) is None
+            else None
+        )
         stats = zonefile.ZoneStats()
-        tables = zonefile.delegations(path, tld + ".", stats)
-        writer = diff.SnapshotWriter(snapshot, self.download_dir)
-        # the next table is read while the pipelines store this one (the worker thread and the store's
-        # thread run Arrow code side by side)
-        upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
         try:
-            while (table := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
+            async for table in self._parse(path, tld, snapshot, stats):
                 yield ArrowRecords(ZoneDomain, with_constants(table, tld=tld, zone_date=zone_date))
-        finally:
-            with contextlib.suppress(Exception):
-                await upcoming  # never close the snapshot while the worker writes to it
-            await self.in_worker(writer.close)
+        except (EOFError, OSError, ValueError) as exc:
+            # the parse reads the gzip stream to its end: a stream cut short or corrupt fails there, and
+            # neither the raw file nor the snapshot is kept (rows of it already stored stay, under keys a
+            # good download of the zone date rewrites)
+            self.dead_letter(f"corrupt_gzip: {type(exc).__name__}: {str(exc)[:200]}", response=response)
+            if upload is not None:
+                with contextlib.suppress(Exception):
+                    await upload
+                await self.in_worker(store.delete, [raw])
+            return
+        except BaseException:
+            if upload is not None:
+                with contextlib.suppress(Exception):
+                    await upload
+            raise
+        if upload is not None:
+            await upload
+        else:
+            await self.in_worker(keep_file, store, raw, path, "application/gzip")
         if stats.malformed:
             self.crawler.stats.inc_value("czds/malformed_lines", stats.malformed)
             self.dead_letter(
@@ -227,7 +243,7 @@ class CzdsSpider(SourceSpider):
                 payload="\n".join(stats.samples),
             )
         await self.in_worker(
-            store.put_file, diff.snapshot_key(tld, zone_date), snapshot, "application/vnd.apache.parquet"
+            keep_file, store, diff.snapshot_key(tld, zone_date), snapshot, "application/vnd.apache.parquet"
         )
 
         previous = await self.in_worker(diff.previous_snapshot, store, tld, zone_date)
@@ -263,9 +279,9 @@ class CzdsSpider(SourceSpider):
                 zone_date=zone_date,
                 last_modified=modified,
                 url=response.url,
-                raw_key=diff.raw_key(tld, zone_date),
+                raw_key=raw,
                 gzip_bytes=size,
-                unpacked_bytes=unpacked,
+                unpacked_bytes=stats.unpacked_bytes,
                 syntax=stats.syntax,
                 records=stats.records,
                 domains=stats.domains,
@@ -278,6 +294,25 @@ class CzdsSpider(SourceSpider):
             ),
             response=response,
         )
+
+    async def _parse(self, path: str, tld: str, snapshot: str, stats: zonefile.ZoneStats) -> AsyncIterator[pa.Table]:
+        """The zone's delegation tables, each also written to the snapshot at ``snapshot``; the next table
+        is read while the pipelines store this one (the worker thread and the store's thread run Arrow
+        code side by side)."""
+        tables = zonefile.delegations(path, tld + ".", stats)
+        writer = diff.SnapshotWriter(snapshot, self.download_dir)
+        upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
+        try:
+            while (table := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(self.in_worker(_next_written, tables, writer))
+                yield table
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await upcoming  # never close the snapshot while the worker writes to it
+            await self.in_worker(tables.close)
+            await self.in_worker(writer.abort)
+            raise
+        await self.in_worker(writer.close)
 
     async def in_worker(self, func: Any, *args: Any) -> Any:
         """``func(*args)`` on the spider's one worker thread: reading a zone is CPU work that must not
