@@ -155,12 +155,23 @@ def keep_file(store: ObjectStore, key: str, path: str, content_type: str) -> Non
             pass
         else:
             try:
+                # the store's own files are 0666 less the umask; a download's temporary file is 0600
+                os.chmod(temporary, 0o666 & ~_umask())
                 os.replace(temporary, target)
             except BaseException:
                 discard_download(temporary)
                 raise
             return
     store.put_file(key, path, content_type)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it: a race with other threads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def remove_stale_downloads(directory: str) -> int:

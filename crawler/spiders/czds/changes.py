@@ -211,7 +211,7 @@ def merge_sorted(runs: list[Iterator[pa.Table]]) -> Iterator[pa.Table]:
 
 
 def _read(path: str, rows: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    with pq.ParquetFile(path) as file:
+    with pq.ParquetFile(path, pre_buffer=False) as file:
         for batch in file.iter_batches(batch_size=rows, columns=columns, use_threads=False):
             yield pa.Table.from_batches([batch])
 
