@@ -51,6 +51,8 @@ from crawler.spiders.czds.source import SOURCE
 
 #: delegation tables the worker reads ahead of the pipelines (each ~20 k names of a registry file)
 TABLES_AHEAD = 6
+#: delegations per columnar item (the parse's tables joined)
+ITEM_ROWS = 32_768
 #: answers that name why a zone cannot be had; the other zones go on
 REFUSALS = {
     401: "unauthorized: the access token was refused twice",
@@ -311,11 +313,19 @@ class CzdsSpider(SourceSpider):
             while len(ahead) < TABLES_AHEAD:
                 ahead.append(asyncio.ensure_future(self.in_worker(_next_written, tables, writer)))
 
+        joined: list[pa.Table] = []
+        rows = 0
         try:
             read_more()
             while (table := await ahead.popleft()) is not None:
                 read_more()
-                yield table
+                # tables of ~10 k names joined into items of ITEM_ROWS: each item costs the pipelines
+                # the same checks and stamps whatever its size
+                joined.append(table)
+                rows += table.num_rows
+                if rows >= ITEM_ROWS:
+                    yield pa.concat_tables(joined)
+                    joined, rows = [], 0
         except BaseException:
             for pending in ahead:  # never close the snapshot while the worker writes to it
                 with contextlib.suppress(Exception):
@@ -326,6 +336,8 @@ class CzdsSpider(SourceSpider):
         for pending in ahead:
             await pending  # reads past the end: None
         await self.in_worker(writer.close)
+        if joined:
+            yield pa.concat_tables(joined)
 
     async def in_worker(self, func: Any, *args: Any) -> Any:
         """``func(*args)`` on the spider's one worker thread: reading a zone is CPU work that must not
