@@ -37,14 +37,15 @@ def reference(new: str, old: str) -> list[tuple]:
 
 def merged(new: str, old: str, directory: Path) -> list[tuple]:
     rows = [row for batch in diff.changes(new, old, spill_directory=str(directory)) for row in batch.to_pylist()]
-    names = [row["fqdn"] for row in rows]
-    assert names == sorted(names), "the changes come in name order"
+    order = diff.snapshot_order(new) if diff.snapshot_order(new) == diff.snapshot_order(old) else diff.BYTE_ORDER
+    keys = [row["fqdn"] if order == diff.BYTE_ORDER else row["fqdn"].rsplit(".", 1)[0] for row in rows]
+    assert keys == sorted(keys), "the changes come in the snapshots' order"
     return sorted((row["fqdn"], row["change"], tuple(row["name_servers"])) for row in rows)
 
 
-def snapshot(path: Path, domains: dict[str, list[str]], *, chunk: int = 1000) -> str:
+def snapshot(path: Path, domains: dict[str, list[str]], *, chunk: int = 1000, zone: str | None = None) -> str:
     """A snapshot written as the spider writes it, ``chunk`` names per parsed table, in the given order."""
-    writer = diff.SnapshotWriter(str(path))
+    writer = diff.SnapshotWriter(str(path), zone=zone)
     names = list(domains)
     for start in range(0, len(names), chunk):
         part = names[start : start + chunk]
@@ -130,7 +131,7 @@ def test_a_zone_out_of_order_is_sorted_out_of_core(tmp_path, monkeypatch, small_
     table = pq.read_table(path)
     assert table.column("fqdn").to_pylist() == sorted(set(names))
     assert table.column("name_servers").to_pylist() == [[f"ns.{name}"] for name in sorted(set(names))]
-    assert diff.is_sorted_snapshot(str(path))
+    assert diff.snapshot_order(str(path)) == diff.BYTE_ORDER == writer.order
     assert not list(tmp_path.glob(".download-*")), "the sort's runs are removed"
 
 
@@ -161,7 +162,39 @@ def test_a_snapshot_written_before_they_were_sorted_is_sorted_into_a_copy(tmp_pa
 
 def test_a_snapshot_marked_sorted_but_not_is_an_error(tmp_path, small_batches):
     path = tmp_path / "bad.parquet"
-    pq.write_table(pa.table({"fqdn": ["b.x", "a.x"], "name_servers": [[], []]}, schema=diff.SNAPSHOT_SCHEMA), path)
+    with pq.ParquetWriter(path, diff.SNAPSHOT_SCHEMA) as writer:
+        writer.write_table(pa.table({"fqdn": ["b.x", "a.x"], "name_servers": [[], []]}, schema=diff.SNAPSHOT_SCHEMA))
+        writer.add_key_value_metadata({diff.ORDER_METADATA_KEY: diff.BYTE_ORDER.encode()})
     good = snapshot(tmp_path / "good.parquet", {"a.x": []})
     with pytest.raises(diff.NotSorted):
         list(diff.changes(str(path), good, spill_directory=str(tmp_path)))
+
+
+def canonical(names: list[str]) -> list[str]:
+    """Names one label below the zone in DNS's canonical order (by label: ``a.x`` before ``a-b.x``)."""
+    return sorted(names, key=lambda name: name.rsplit(".", 1)[0])
+
+
+def test_a_zone_in_canonical_order_is_kept_as_it_is_and_diffs_right(tmp_path, small_batches):
+    generator = random.Random(5)
+    labels = {"".join(generator.choice("ab-0") for _ in range(generator.randint(1, 4))) for _ in range(300)}
+    labels = {label for label in labels if not label.startswith("-")}
+    old_names = canonical([f"{label}.x" for label in labels if generator.random() < 0.8])
+    new_names = canonical([f"{label}.x" for label in labels if generator.random() < 0.8])
+    assert old_names != sorted(old_names), "canonical order is not byte order here"
+    old = snapshot(tmp_path / "old.parquet", {n: ["ns.old.net"] for n in old_names}, chunk=7, zone="x")
+    new = snapshot(tmp_path / "new.parquet", {n: ["ns.new.net"] for n in new_names}, chunk=5, zone="x")
+    assert diff.snapshot_order(old) == diff.snapshot_order(new) == "label:.x"
+    assert pq.read_table(new).column("fqdn").to_pylist() == new_names, "not sorted again"
+    assert merged(new, old, tmp_path) == reference(new, old)
+    # a zone date in byte order against one in canonical order: the canonical one is sorted into a copy
+    resorted = snapshot(tmp_path / "bytes.parquet", {n: ["ns.new.net"] for n in sorted(new_names)}, zone="x")
+    assert diff.snapshot_order(resorted) == diff.BYTE_ORDER
+    assert merged(resorted, old, tmp_path) == reference(resorted, old)
+    assert not list(tmp_path.glob(".download-*"))
+
+
+def test_a_name_outside_the_zone_rules_out_the_canonical_order(tmp_path):
+    path = snapshot(tmp_path / "s.parquet", {"a.x": [], "a-b.x": [], "b.y": []}, zone="x")
+    assert diff.snapshot_order(path) == diff.BYTE_ORDER
+    assert pq.read_table(path).column("fqdn").to_pylist() == ["a-b.x", "a.x", "b.y"]

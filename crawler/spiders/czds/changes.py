@@ -30,10 +30,15 @@ from crawler.storage import ObjectStore
 logger = logging.getLogger(__name__)
 #: the snapshot of a zone date, beside its raw file
 SNAPSHOT_SUFFIX = ".domains.parquet"
-#: schema metadata of a snapshot written in ascending fqdn order (snapshots written before it was kept
-#: sorted lack it, and are sorted into a local copy before a diff)
-ORDER_METADATA = {b"czds_order": b"fqdn"}
-SNAPSHOT_SCHEMA = pa.schema([("fqdn", pa.string()), ("name_servers", pa.list_(pa.string()))], metadata=ORDER_METADATA)
+#: the snapshot file's key-value metadata naming the order of its names (snapshots written before they
+#: were kept in order lack it, and are sorted into a local copy before a diff)
+ORDER_METADATA_KEY = b"czds_order"
+#: names in byte order
+BYTE_ORDER = "fqdn"
+#: names in byte order of what precedes the zone's suffix (``label:.com``): DNS's canonical order for names
+#: one label below the zone, in which ``a.com`` comes before ``a-b.com`` (byte order puts it after)
+LABEL_ORDER_PREFIX = "label:"
+SNAPSHOT_SCHEMA = pa.schema([("fqdn", pa.string()), ("name_servers", pa.list_(pa.string()))])
 CHANGE_SCHEMA = pa.schema([("fqdn", pa.string()), ("change", pa.string()), ("name_servers", pa.list_(pa.string()))])
 _DATE = re.compile(r"^(?P<tld>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.domains\.parquet$")
 #: rows of a change batch
@@ -91,12 +96,30 @@ def _temporary(directory: str, kind: str) -> str:
     return os.path.join(directory, f"{FILE_PREFIX}{kind}-{uuid.uuid4().hex}.parquet")
 
 
+def order_keys(names: pa.Array, order: str) -> pa.Array | None:
+    """What names are compared by in ``order`` (None: a name lacks the order's zone suffix)."""
+    if order == BYTE_ORDER:
+        return names
+    suffix = order.removeprefix(LABEL_ORDER_PREFIX)
+    if not pc.all(pc.ends_with(names, suffix)).as_py():
+        return None
+    return pc.utf8_slice_codeunits(names, 0, -len(suffix))
+
+
+def snapshot_order(path: str) -> str | None:
+    """The order a snapshot's names are in (None: not known to be in any)."""
+    value = (pq.read_metadata(path).metadata or {}).get(ORDER_METADATA_KEY)
+    return value.decode() if value else None
+
+
 class SnapshotWriter:
     """Writes a zone date's delegations to a local Parquet file as they are parsed, in row groups of
     ``ROWS_PER_GROUP`` (the parser's tables are small; one row group each would compress poorly), and
-    checks their order: :meth:`close` sorts the file when the zone was not in name order."""
+    checks their order: byte order, or (with ``zone``) DNS's canonical order for names one label below
+    the zone. :meth:`close` records the order the names are in, or sorts the file into byte order when
+    they are in neither."""
 
-    def __init__(self, path: str, spill_directory: str | None = None) -> None:
+    def __init__(self, path: str, spill_directory: str | None = None, zone: str | None = None) -> None:
         self.path = path
         self.spill_directory = spill_directory or os.path.dirname(os.path.abspath(path))
         # no dictionaries: names are unique (a dictionary costs a hash per name and is dropped), and zstd
@@ -107,17 +130,30 @@ class SnapshotWriter:
         )
         self.pending: list[pa.Table] = []
         self.rows = 0
-        self.in_order = True
-        self.last: str | None = None
+        #: the orders the names are in so far, with the last name's key in each
+        self.last: dict[str, str | None] = {BYTE_ORDER: None}
+        if zone and zone.strip("."):
+            self.last[f"{LABEL_ORDER_PREFIX}.{zone.strip('.').lower()}"] = None
+        #: the order recorded by :meth:`close` (``BYTE_ORDER`` after a sort)
+        self.order: str | None = None
+
+    @property
+    def in_order(self) -> bool:
+        """Whether the names so far are in one of the orders checked."""
+        return bool(self.last)
 
     def write(self, table: pa.Table) -> None:
         table = table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA)
         if not table.num_rows:
             return
-        if self.in_order:
+        if self.last:
             names = table.column("fqdn").combine_chunks()
-            self.in_order = ascending(names, self.last)
-            self.last = names[len(names) - 1].as_py()
+            for order, last in list(self.last.items()):
+                keys = order_keys(names, order)
+                if keys is None or not ascending(keys, last):
+                    del self.last[order]
+                else:
+                    self.last[order] = keys[len(keys) - 1].as_py()
         self.pending.append(table)
         self.rows += table.num_rows
         if self.rows >= ROWS_PER_GROUP:
@@ -135,10 +171,15 @@ class SnapshotWriter:
 
     def close(self) -> None:
         self._flush()
+        if self.last:
+            self.order = BYTE_ORDER if BYTE_ORDER in self.last else next(iter(self.last))
+            self.writer.add_key_value_metadata({ORDER_METADATA_KEY: self.order.encode()})
+            self.writer.close()
+            return
         self.writer.close()
-        if not self.in_order:
-            logger.info("the zone's names were not in order: sorting its snapshot %s", self.path)
-            sort_snapshot(self.path, self.spill_directory)
+        logger.info("the zone's names were not in order: sorting its snapshot %s", self.path)
+        sort_snapshot(self.path, self.spill_directory)
+        self.order = BYTE_ORDER
 
 
 def ascending(names: pa.Array, after: str | None = None) -> bool:
@@ -150,12 +191,6 @@ def ascending(names: pa.Array, after: str | None = None) -> bool:
     if len(names) == 1:
         return True
     return bool(pc.all(pc.less(names.slice(0, len(names) - 1), names.slice(1))).as_py())
-
-
-def is_sorted_snapshot(path: str) -> bool:
-    """Whether a snapshot says it was written in name order."""
-    metadata = pq.read_schema(path).metadata or {}
-    return all(metadata.get(key) == value for key, value in ORDER_METADATA.items())
 
 
 # -- sorting a snapshot out of core ---------------------------------------------------------------------
@@ -217,9 +252,11 @@ def _read(path: str, rows: int, columns: list[str] | None = None) -> Iterator[pa
 
 
 def _write(path: str, tables: Iterable[pa.Table], row_group_rows: int, compression: str) -> None:
+    """Write tables in byte order of their names (and say so)."""
     with pq.ParquetWriter(path, SNAPSHOT_SCHEMA, compression=compression, use_dictionary=False) as writer:
         for table in tables:
-            writer.write_table(table.cast(SNAPSHOT_SCHEMA), row_group_size=row_group_rows)
+            writer.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), row_group_size=row_group_rows)
+        writer.add_key_value_metadata({ORDER_METADATA_KEY: BYTE_ORDER.encode()})
 
 
 def sort_snapshot(path: str, directory: str, target: str | None = None) -> None:
@@ -257,35 +294,42 @@ def sort_snapshot(path: str, directory: str, target: str | None = None) -> None:
 # -- the diff -------------------------------------------------------------------------------------------
 
 
-def _ordered(path: str) -> Iterator[pa.Table]:
-    """A sorted snapshot's batches, checked to be strictly ascending (a diff of unsorted input would
-    report wrong changes: it fails instead)."""
+def _ordered(path: str, order: str = BYTE_ORDER) -> Iterator[pa.Table]:
+    """A sorted snapshot's batches with their names' keys in ``order`` (a ``key`` column), checked to be
+    strictly ascending (a diff of unsorted input would report wrong changes: it fails instead)."""
     last: str | None = None
     for table in _read(path, READ_ROWS, list(SNAPSHOT_SCHEMA.names)):
         if not table.num_rows:
             continue
-        names = table.column("fqdn").combine_chunks()
-        if not ascending(names, last):
-            raise NotSorted(f"{path}: names not in ascending order after {last!r}")
-        last = names[len(names) - 1].as_py()
-        yield table
+        keys = order_keys(table.column("fqdn").combine_chunks(), order)
+        if keys is None or not ascending(keys, last):
+            raise NotSorted(f"{path}: names not in {order} order after {last!r}")
+        last = keys[len(keys) - 1].as_py()
+        yield table.append_column("key", keys)
 
 
 def _changed(table: pa.Table, present: pa.Array, change: str) -> pa.Table:
+    """The rows of ``table`` not ``present`` as changes, with their keys."""
     rows = table.filter(pc.invert(present))
     return pa.table(
         {
             "fqdn": rows.column("fqdn"),
             "change": pa.repeat(pa.scalar(change, pa.string()), rows.num_rows),
             "name_servers": rows.column("name_servers"),
+            "key": rows.column("key"),
         },
-        schema=CHANGE_SCHEMA,
+        schema=CHANGE_SCHEMA.append(pa.field("key", pa.string())),
     )
 
 
+def _last_key(table: pa.Table) -> str:
+    return table.column("key")[table.num_rows - 1].as_py()
+
+
 def diff_sorted(new: Iterator[pa.Table], old: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """Tables of (fqdn, change, name_servers) from two ascending streams of (fqdn, name_servers):
-    ``added`` (in ``new`` only, its new name servers) and ``removed`` (in ``old`` only, its last ones)."""
+    """Tables of (fqdn, change, name_servers) from two streams of (fqdn, name_servers, key) ascending by
+    ``key`` (one key per name, the same in both): ``added`` (in ``new`` only, its new name servers) and
+    ``removed`` (in ``old`` only, its last ones)."""
     new_rows: pa.Table | None = None
     old_rows: pa.Table | None = None
     while True:
@@ -297,30 +341,33 @@ def diff_sorted(new: Iterator[pa.Table], old: Iterator[pa.Table]) -> Iterator[pa
             return
         if old_rows is None:
             assert new_rows is not None
-            yield _changed(new_rows, pa.repeat(False, new_rows.num_rows), "added")
+            yield _in_order(_changed(new_rows, pa.repeat(False, new_rows.num_rows), "added"))
             new_rows = None
             continue
         if new_rows is None:
-            yield _changed(old_rows, pa.repeat(False, old_rows.num_rows), "removed")
+            yield _in_order(_changed(old_rows, pa.repeat(False, old_rows.num_rows), "removed"))
             old_rows = None
             continue
         # both hold every name up to the smaller of their last names: compare those, keep the rest
-        bound = min(_last_name(new_rows), _last_name(old_rows))
-        new_cut = _count_at_most(new_rows.column("fqdn"), bound)
-        old_cut = _count_at_most(old_rows.column("fqdn"), bound)
+        bound = min(_last_key(new_rows), _last_key(old_rows))
+        new_cut = _count_at_most(new_rows.column("key"), bound)
+        old_cut = _count_at_most(old_rows.column("key"), bound)
         new_part, new_rows = new_rows.slice(0, new_cut), new_rows.slice(new_cut)
         old_part, old_rows = old_rows.slice(0, old_cut), old_rows.slice(old_cut)
-        new_names = new_part.column("fqdn")
-        old_names = old_part.column("fqdn")
+        new_names = new_part.column("key")
+        old_names = old_part.column("key")
         if new_cut == old_cut and pc.all(pc.equal(new_names, old_names)).as_py() is True:
             continue  # the same names: nothing changed here
         added = _changed(new_part, pc.is_in(new_names, value_set=old_names), "added")
         removed = _changed(old_part, pc.is_in(old_names, value_set=new_names), "removed")
-        yield (
-            pa.concat_tables([added, removed]).sort_by("fqdn")
-            if added.num_rows and removed.num_rows
-            else (added if added.num_rows else removed)
-        )
+        yield _in_order(added, removed)
+
+
+def _in_order(*parts: pa.Table) -> pa.Table:
+    """Changes of one step as one table, in the snapshots' order, without their keys."""
+    parts = tuple(part for part in parts if part.num_rows) or parts[:1]
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by("key")
+    return table.select(CHANGE_SCHEMA.names)
 
 
 def _rebatched(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.RecordBatch]:
@@ -341,21 +388,24 @@ def _rebatched(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.RecordBatch
 
 def changes(new: str, old: str, *, spill_directory: str, rows: int = ROWS_PER_BATCH) -> Iterator[pa.RecordBatch]:
     """Batches of (fqdn, change, name_servers): names in ``new`` and not ``old`` (``added``, with their
-    new name servers) and in ``old`` and not ``new`` (``removed``, with their last ones), in name order.
+    new name servers) and in ``old`` and not ``new`` (``removed``, with their last ones).
 
-    A snapshot not marked as sorted (written before snapshots were kept sorted) is sorted into a
-    temporary copy in ``spill_directory`` first."""
+    Both snapshots are merged in the order they share. One in another order, or in none known (written
+    before snapshots were kept in order), is sorted into a temporary copy in byte order first, in
+    ``spill_directory``."""
     copies: list[str] = []
     try:
+        orders = [snapshot_order(new), snapshot_order(old)]
+        order = orders[0] if orders[0] == orders[1] and orders[0] is not None else BYTE_ORDER
         paths = []
-        for path in (new, old):
-            if not is_sorted_snapshot(path):
+        for path, own in zip((new, old), orders, strict=True):
+            if own != order:
                 copy = _temporary(spill_directory, "sorted")
                 copies.append(copy)
                 sort_snapshot(path, spill_directory, target=copy)
                 path = copy
             paths.append(path)
-        yield from _rebatched(diff_sorted(_ordered(paths[0]), _ordered(paths[1])), rows)
+        yield from _rebatched(diff_sorted(_ordered(paths[0], order), _ordered(paths[1], order)), rows)
     finally:
         for copy in copies:
             with contextlib.suppress(OSError):

@@ -306,7 +306,7 @@ class CzdsSpider(SourceSpider):
         writes a batch (with one table ahead it waited for every write: a 50 M-record zone took 30 s where
         the parse alone takes 12)."""
         tables = zonefile.delegations(path, tld + ".", stats)
-        writer = diff.SnapshotWriter(snapshot, self.download_dir)
+        writer = diff.SnapshotWriter(snapshot, self.download_dir, zone=tld)
         ahead: deque[asyncio.Future[pa.Table | None]] = deque()
 
         def read_more() -> None:
