@@ -12,8 +12,8 @@ comes from a child process reaped with ``os.wait4`` (its own CPU time and peak R
   alternatives it was chosen over (a Python line loop, DuckDB's CSV reader, gzip vs ISA-L vs zlib-ng);
 * end to end: ``scrapy crawl czds`` against the fake in its own process (download, raw kept, Parquet
   written, indexed) for the 1 M file and both dates of the large one, with its peak RSS;
-* diff: the day-over-day changes of the two large dates (DuckDB, memory limit) against the time to parse
-  one of them;
+* diff: the day-over-day changes of the two large dates (a merge of the two sorted snapshots, two batches
+  in memory) against the time to parse one of them;
 * size: Parquet of the ``domains`` snapshot against the gzip zone file it came from.
 """
 
@@ -123,7 +123,7 @@ def child(kind: str, *args: str) -> None:
     elif kind == "diff":
         from crawler.spiders.czds.changes import changes
 
-        rows = sum(batch.num_rows for batch in changes(args[0], args[1], memory_mb=256, spill_directory=args[2]))
+        rows = sum(batch.num_rows for batch in changes(args[0], args[1], spill_directory=args[2]))
         result = {"changes": rows}
     # the work itself: without the interpreter's start and the imports
     result["inner_wall_s"] = time.perf_counter() - started

@@ -11,6 +11,11 @@ import os
 
 from crawler.scrapy_compat import AIOHTTP_HANDLER
 
+# Arrow's allocator, chosen once when pyarrow is first imported (this module is read before it). The
+# wheels' default, mimalloc, keeps freed pages resident: a bulk crawl of 10 M records peaked ~45 MB
+# higher with it than with jemalloc, which returns them (measured in bench/). An explicit choice is kept.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from scrapy.http import Headers, Response
 from scrapy.utils.misc import build_from_crawler, load_object
 
 from crawler.scrapy_compat import AIOHTTP_HANDLER
+from crawler.storage import ObjectStore
+from crawler.storage.base import TEMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,40 @@ def discard_download(path: str | None) -> None:
     if path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def keep_file(store: ObjectStore, key: str, path: str, content_type: str) -> None:
+    """Store the local file ``path`` under ``key``. Into a local store on the same file system it is
+    hard-linked (atomically: a temporary name renamed over the key), which costs no copy of a file of
+    gigabytes; the caller may then delete ``path`` and must not change it. Elsewhere it is uploaded."""
+    target = store.local_path(key)
+    if target is not None:
+        directory = os.path.dirname(target)
+        temporary = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            os.link(path, temporary)
+        except OSError:  # another file system, or links not allowed: a copy
+            pass
+        else:
+            try:
+                # the store's own files are 0666 less the umask; a download's temporary file is 0600
+                os.chmod(temporary, 0o666 & ~_umask())
+                os.replace(temporary, target)
+            except BaseException:
+                discard_download(temporary)
+                raise
+            return
+    store.put_file(key, path, content_type)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it: a race with other threads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def remove_stale_downloads(directory: str) -> int:

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from scrapy.http import Request, Response
 
+from crawler.meta import MetaDB
 from crawler.spiders.czds.auth import LoginFailed, TokenMiddleware, token_expiry
 from tests.fakes.czds import FakeCzds, _b64, domain_label, name_servers, write_zone, zone_day
 
@@ -155,6 +156,8 @@ def test_a_bad_zone_is_a_dead_letter_its_cursor_stays_and_the_others_go_on(works
     assert meta.get_cursor("czds", "example") and meta.get_cursor("czds", "test")
     assert not (workspace.data / "zones/small").exists(), "a bad download is never kept nor parsed"
     assert not list((workspace.path / "downloads").iterdir())
+    (row,) = workspace.query("SELECT count(*) AS n FROM domains WHERE tld = 'small'", **env)
+    assert row["n"] == 0, "no record of a bad download is stored (a corrupt gzip is found before the parse)"
     # fixed at the source: the next run fetches it (and only it)
     fake.add_zone("small", zones["small"], zone_day(0))
     workspace.crawl("czds", **env)
@@ -271,10 +274,8 @@ def test_kill_9_during_a_download_loses_nothing_and_fetches_that_zone_again(work
     assert meta.get_cursor("czds", "big") == "2026-11-01T00:05:00+00:00"
 
 
-@pytest.mark.slow
-def test_a_crawl_to_s3(workspace, fake, s3_server):
-    prefix = f"czds-{uuid.uuid4().hex[:8]}"
-    env = {
+def s3_env(fake: FakeCzds, workspace: Any, s3_server: Any, prefix: str) -> dict[str, str]:
+    return {
         **czds_env(fake, workspace),
         "STORAGE_URI": f"s3://{s3_server.bucket}/{prefix}",
         "META_DB_URL": f"sqlite:///{workspace.path / 'meta.db'}",
@@ -286,9 +287,9 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
-    workspace.crawl("czds", **env)
-    fake.add_zone("example", Path(fake.zones["example"].path).with_name("example-1.gz"), zone_day(1))
-    workspace.crawl("czds", **env)
+
+
+def s3_keys(s3_server: Any, prefix: str) -> set[str]:
     client = boto3.client(
         "s3",
         endpoint_url=s3_server.endpoint_url,
@@ -296,7 +297,18 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    keys = {obj["Key"] for obj in client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)["Contents"]}
+    listing = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)
+    return {obj["Key"] for obj in listing.get("Contents", [])}
+
+
+@pytest.mark.slow
+def test_a_crawl_to_s3(workspace, fake, s3_server):
+    prefix = f"czds-{uuid.uuid4().hex[:8]}"
+    env = s3_env(fake, workspace, s3_server, prefix)
+    workspace.crawl("czds", **env)
+    fake.add_zone("example", Path(fake.zones["example"].path).with_name("example-1.gz"), zone_day(1))
+    workspace.crawl("czds", **env)
+    keys = s3_keys(s3_server, prefix)
     assert f"{prefix}/zones/example/example-2026-11-01.zone.gz" in keys
     assert f"{prefix}/zones/example/example-2026-11-02.domains.parquet" in keys
     assert not workspace.data.exists(), "nothing may be written to the local folder"
@@ -305,11 +317,26 @@ def test_a_crawl_to_s3(workspace, fake, s3_server):
 
 
 @pytest.mark.slow
+def test_a_corrupt_zone_uploaded_to_s3_while_parsed_is_deleted_again(workspace, fake, zones, s3_server):
+    prefix = f"czds-{uuid.uuid4().hex[:8]}"
+    fake.add_zone("small", zones["small"], zone_day(0), "corrupt")
+    env = s3_env(fake, workspace, s3_server, prefix)
+    workspace.crawl("czds", "tlds=small,test", settings={"MONITOR_MAX_ERROR_RATE": 1}, **env)
+    meta = MetaDB.connect(env["META_DB_URL"])
+    (letter,) = [row["reason"] for row in meta.failed("czds")]
+    assert letter.startswith("corrupt_gzip")
+    keys = s3_keys(s3_server, prefix)
+    assert f"{prefix}/zones/test/test-2026-11-01.zone.gz" in keys
+    assert not {key for key in keys if key.startswith(f"{prefix}/zones/small/")}, "nothing of the bad zone is kept"
+    assert meta.get_cursor("czds", "small") is None and meta.get_cursor("czds", "test")
+
+
+@pytest.mark.slow
 def test_kill_9_during_a_parse_loses_nothing_and_reads_that_zone_again(workspace, fake, tmp_path):
     big = write_zone(tmp_path / "big.gz", "big", 400_000)
     fake.add_zone("big", big, zone_day(0))
     env = {**workspace.env, **czds_env(fake, workspace), "COLUMNAR_BATCH_MAX_RECORDS": "20000"}
-    raw = workspace.data / "zones/big/big-2026-11-01.zone.gz"
+    downloads = workspace.path / "downloads"
     process = subprocess.Popen(
         [sys.executable, "-m", "scrapy", "crawl", "czds", "-a", "tlds=big"],
         cwd=workspace.path,
@@ -318,11 +345,13 @@ def test_kill_9_during_a_parse_loses_nothing_and_reads_that_zone_again(workspace
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not raw.exists():
+    while time.monotonic() < deadline and not any(downloads.glob(".download-*.snapshot.parquet")):
         time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)  # the raw file is kept: the zone is being parsed
+    os.kill(process.pid, signal.SIGKILL)  # the snapshot is being written: the zone is being parsed
     process.wait(timeout=30)
     meta = workspace.meta()
+    # the raw file and the snapshot are kept once the parse has read the whole gzip stream
+    assert not (workspace.data / "zones/big/big-2026-11-01.domains.parquet").exists()
     if meta.get_cursor("czds", "big") is not None:
         pytest.skip("the zone was read before the kill (a fast machine): nothing to recover")
     workspace.crawl("czds", "tlds=big", **czds_env(fake, workspace))

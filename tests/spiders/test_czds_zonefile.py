@@ -161,3 +161,45 @@ def test_tables_have_the_delegation_schema(tmp_path):
     tables = list(delegations(path, "example.", ZoneStats()))
     assert all(isinstance(t, pa.Table) and t.schema == zonefile.DELEGATION_SCHEMA for t in tables)
     assert sum(t.num_rows for t in tables) == 10
+
+
+@pytest.mark.parametrize("syntax", ["registry", "rfc1035"])
+def test_the_parse_checks_the_gzip_stream_to_its_end(tmp_path, syntax):
+    path = write_zone(tmp_path / "r.gz", "example", 5000, syntax=syntax)
+    data = path.read_bytes()
+    rows, stats = read_all(str(path), "example.")
+    assert len(rows) == 5000 and stats.unpacked_bytes == len(gzip.decompress(data))
+    path.write_bytes(data[: len(data) // 2])  # cut short, as a truncated download
+    with pytest.raises(EOFError):
+        read_all(str(path), "example.")
+    corrupt = bytearray(data)
+    corrupt[-6] ^= 0x55  # the CRC in the trailer
+    path.write_bytes(bytes(corrupt))
+    stats = ZoneStats()
+    with pytest.raises(OSError):
+        for _ in delegations(str(path), "example.", stats):
+            pass
+    assert stats.unpacked_bytes == 0
+
+
+def test_the_csv_reader_reads_a_few_blocks_ahead_and_never_stalls(tmp_path, monkeypatch):
+    monkeypatch.setattr(zonefile, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(zonefile, "READ_AHEAD_BLOCKS", 2)
+    ahead: list[int] = []
+    read = zonefile.ReadaheadGate.read
+
+    def counted(gate: zonefile.ReadaheadGate, size: int = -1) -> bytes:
+        data = read(gate, size)
+        ahead.append(gate.reads - gate.taken)
+        return data
+
+    monkeypatch.setattr(zonefile.ReadaheadGate, "read", counted)
+    lines = [f"d{i:05}.com.\t172800\tin\tns\tns{i % 7}.example.net.\n" for i in range(3000)]
+    # 40 blocks of blank lines give no table: the reader must go on through them
+    text = "".join(lines[:1500]) + "\n" * (40 * 4096) + "".join(lines[1500:])
+    rows, stats = read_all(gz(tmp_path, text), "com.")
+    assert len(rows) == 3000 and stats.malformed == 0
+    assert len(ahead) > 40
+    # Arrow alone reads up to 32 blocks ahead; held back, it reads 2 ahead of the tables taken (a few
+    # more only while the taker waits through the blank blocks)
+    assert sorted(ahead)[len(ahead) // 2] <= 3

@@ -56,15 +56,6 @@ SOURCE = Source(
             300.0,
             minimum=1,
         ),
-        Setting(
-            "CZDS_DIFF_MEMORY_MB",
-            "DuckDB's memory limit for the day-over-day diff (it spills to the download directory beyond; what "
-            "it needs grows with the zone: 4.7 M names fit 128 MB, 23.7 M need 256 MB; on running out it retries "
-            "with twice, then four times as much).",
-            "int",
-            256,
-            minimum=32,
-        ),
     ),
     schedule=Schedule("30 6 * * *", {}, "Daily CZDS zone files (zones change once a day)"),
     downloader_middlewares={"crawler.spiders.czds.auth.TokenMiddleware": 600},

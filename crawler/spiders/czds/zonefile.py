@@ -16,7 +16,9 @@ written owner by owner); the last owner of a table is carried into the next.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,12 @@ COLUMNS = ("owner", "type", "rdata")
 REGISTRY_FIELDS = ("owner", "ttl", "class", "type", "rdata")
 #: bytes of decompressed text per block of the CSV reader (one Arrow table per block)
 BLOCK_BYTES = 1 << 20
+#: blocks the CSV reader may read ahead of the tables taken from it. Arrow's streaming reader reads up
+#: to 32 blocks ahead on its own I/O thread (a fixed queue), which held ~35 MB of decompressed text;
+#: :class:`ReadaheadGate` holds its reads back instead
+READ_AHEAD_BLOCKS = 3
+#: how long a read held back waits while the taker waits for a table before it goes through anyway
+STALL_SECONDS = 0.05
 #: records per table of the RFC 1035 reader
 RFC1035_BATCH = 200_000
 SNIFF_BYTES = 64 * 1024
@@ -48,6 +56,8 @@ class ZoneStats:
     domains: int = 0
     signed: int = 0
     malformed: int = 0
+    #: the file's size unpacked, once it was read to its end
+    unpacked_bytes: int = 0
     #: the first malformed lines (a bounded sample for the dead letter)
     samples: list[str] = field(default_factory=list)
 
@@ -73,7 +83,12 @@ def verify_gzip(path: str) -> int:
 
 
 def read_zone(path: str, origin: str, stats: ZoneStats) -> Iterator[pa.Table]:
-    """Tables of (owner, type, rdata) of a gzip master file; ``origin`` (``com.``) is the zone's name."""
+    """Tables of (owner, type, rdata) of a gzip master file; ``origin`` (``com.``) is the zone's name.
+
+    The file is read to its end, which checks the gzip stream in the same pass (:func:`verify_gzip`
+    needs none before): a stream cut short raises ``EOFError``, a bad checksum or corrupt data
+    ``OSError``/``ValueError``, possibly after tables were yielded. ``stats.unpacked_bytes`` is set
+    once the stream ended cleanly."""
     with open_gzip(path) as stream:
         head = stream.read(SNIFF_BYTES)
     if is_registry_format(head):
@@ -99,13 +114,78 @@ def is_registry_format(head: bytes) -> bool:
     return True
 
 
+class ReadaheadGate:
+    """A file whose ``read`` waits while ``limit`` blocks are read ahead of the tables taken, unless the
+    taker waits for one.
+
+    Arrow's CSV reader reads the file on a background thread into a queue of 32 blocks; here its reads
+    wait instead (in that thread, not holding the GIL) while enough is read ahead. A table needs its
+    block and usually the next one (a line crosses the boundary), but a block may give no table (blank
+    lines) or a line may span blocks: a read held back while the taker has waited ``STALL_SECONDS`` for
+    a table (:meth:`wanted`) with none coming goes through, so the reader never stalls for long."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.reads = 0
+        self.taken = 0
+        self.waiting = False
+        self.released = False
+        self.condition = threading.Condition()
+
+    def read(self, size: int = -1) -> bytes:
+        with self.condition:
+            while not self.released and self.reads - self.taken >= self.limit:
+                taken = self.taken
+                if not self.waiting:
+                    self.condition.wait()  # the taker holds a table: it asks for the next one later
+                elif not self.condition.wait(STALL_SECONDS) and self.waiting and self.taken == taken:
+                    break  # the taker waits and no table came: its table needs this read
+            self.reads += 1
+        return self.stream.read(size)
+
+    def wanted(self) -> None:
+        """The taker waits for the next table: reads go through until it has it."""
+        with self.condition:
+            self.waiting = True
+            self.condition.notify_all()
+
+    def took(self) -> None:
+        with self.condition:
+            self.waiting = False
+            self.taken += 1
+            self.condition.notify_all()
+
+    def release(self) -> None:
+        """Let every read through (the reader is being dropped: it must not wait for a taker)."""
+        with self.condition:
+            self.released = True
+            self.condition.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self.stream.closed
+
+    def close(self) -> None:
+        self.release()
+        self.stream.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
 def _registry_tables(path: str, stats: ZoneStats) -> Iterator[pa.Table]:
     def invalid(row: csv.InvalidRow) -> str:
         stats.bad_line(row.text or "")
         return "skip"
 
+    stream = open_gzip(path)
+    gate = ReadaheadGate(stream, READ_AHEAD_BLOCKS)
     reader = csv.open_csv(
-        open_gzip(path),
+        gate,
         read_options=csv.ReadOptions(column_names=REGISTRY_FIELDS, block_size=BLOCK_BYTES, use_threads=False),
         parse_options=csv.ParseOptions(
             delimiter="\t",
@@ -125,8 +205,22 @@ def _registry_tables(path: str, stats: ZoneStats) -> Iterator[pa.Table]:
             include_columns=list(COLUMNS),
         ),
     )
-    for batch in reader:
-        yield pa.Table.from_batches([batch])
+    try:
+        while True:
+            gate.wanted()
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            gate.took()
+            yield pa.Table.from_batches([batch])
+        # the reader read to the end, where the gzip trailer (length, CRC) was checked
+        stats.unpacked_bytes = stream.tell()
+    finally:
+        gate.release()
+        with contextlib.suppress(Exception):
+            reader.close()
+        stream.close()
 
 
 # -- RFC 1035 master files -------------------------------------------------------------------------
@@ -254,6 +348,7 @@ def _rfc1035_tables(path: str, origin: str, stats: ZoneStats) -> Iterator[pa.Tab
                 columns = ([], [], [])
         if columns[0]:
             yield pa.table(dict(zip(COLUMNS, columns, strict=True)))
+        stats.unpacked_bytes = stream.tell()
 
 
 # -- delegations -------------------------------------------------------------------------------------
