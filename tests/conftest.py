@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,40 @@ class Workspace:
         for name, value in {"RETRY_BACKOFF_BASE": 0.05, **(settings or {})}.items():
             args += ["-s", f"{name}={value}"]
         return self.scrapy(*args, **kw)
+
+    def crawl_through(
+        self,
+        fault: Callable[[], None],
+        fake: Any,
+        spider: str,
+        *arguments: str,
+        settings: dict[str, Any],
+        env: dict[str, str],
+        after_requests: int = 60,
+        timeout: float = 240,
+    ) -> tuple[int, bytes]:
+        """Start a crawl, stage ``fault()`` once ``fake`` has served ``after_requests`` requests, then let the
+        crawl end; its exit status and stderr."""
+        args = [sys.executable, "-m", "scrapy", "crawl", spider]
+        for argument in arguments:
+            args += ["-a", argument]
+        for name, value in settings.items():
+            args += ["-s", f"{name}={value}"]
+        crawl = subprocess.Popen(
+            args, cwd=self.path, env={**self.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while fake.total_requests < after_requests and crawl.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert crawl.poll() is None, "the crawl ended before the fault"
+            fault()
+            _, stderr = crawl.communicate(timeout=timeout)
+        finally:
+            if crawl.poll() is None:
+                crawl.kill()
+                crawl.communicate()
+        return crawl.returncode, stderr
 
     def query(self, sql: str, **env: str) -> list[dict[str, Any]]:
         return json.loads(self.scrapy("query", "--format", "json", sql, **env).stdout)

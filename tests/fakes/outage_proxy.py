@@ -27,6 +27,7 @@ class OutageProxy:
         self.mode = "pass"
         self.port = 0
         self.refused = 0
+        self.darkened = 0  # connections held unanswered, or whose bytes were dropped, in blackhole mode
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -54,6 +55,7 @@ class OutageProxy:
             return
         self._writers.add(writer)
         if self.mode == "blackhole":
+            self.darkened += 1
             return  # held open, never answered, until the mode changes
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
@@ -66,6 +68,7 @@ class OutageProxy:
             try:
                 while data := await source.read(65536):
                     if self.mode == "blackhole":
+                        self.darkened += 1
                         # the path went dark: these bytes and all later ones are lost, the connection
                         # stays open (until the client gives it up, which cuts it)
                         await self._stopping.wait()

@@ -80,9 +80,6 @@ def test_an_outage_longer_than_the_retry_window_fails_the_call_in_time(pg_url):
 def test_a_metadata_db_outage_mid_crawl_loses_nothing(workspace, pg_url):
     """An npm sync whose PostgreSQL metadata DB is refused, then dark under its open connection, then back:
     the crawl holds, then finishes with everything stored, its cursor at the feed's end, exit 0."""
-    import subprocess
-    import sys
-
     from tests.fakes.npm import FakeNpmRegistry
 
     target = urlsplit(pg_url)
@@ -96,26 +93,17 @@ def test_a_metadata_db_outage_mid_crawl_loses_nothing(workspace, pg_url):
             "NPM_CHANGES_URL": fake.changes_url,
             "META_DB_URL": through(pg_url, proxy.port),
         }
-        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
-        for name, value in {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "META_DB_TIMEOUT": 2}.items():
-            args += ["-s", f"{name}={value}"]
-        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert crawl.poll() is None, "the crawl ended before the outage"
+
+        def outage() -> None:
             proxy.set_mode("refuse")  # the database is down...
             time.sleep(5)
             proxy.set_mode("blackhole", cut=False)  # ...then the path to it goes dark under the open connection...
             time.sleep(5)
             proxy.set_mode("pass")  # ...then it is back
-            _, stderr = crawl.communicate(timeout=240)
-        finally:
-            if crawl.poll() is None:
-                crawl.kill()
-                crawl.communicate()
-        assert crawl.returncode == 0, stderr.decode()[-3000:]
+
+        settings = {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "META_DB_TIMEOUT": 2}
+        status, stderr = workspace.crawl_through(outage, fake, "npm", "mode=incremental", settings=settings, env=env)
+        assert status == 0, stderr.decode()[-3000:]
         assert b"is unreachable" in stderr, "the outage never met a call"
         positions = fake.feed_positions()
         rows = workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)
@@ -132,9 +120,6 @@ def test_a_metadata_db_outage_longer_than_the_retries_fails_the_run_and_loses_no
     """The metadata DB gone for longer than META_DB_RETRY_SECONDS and STORE_RETRY_SECONDS: the crawl stops
     with a non-zero exit status, in bounded time, its cursor behind what it stored; once the database is
     back, the next run completes the sync."""
-    import subprocess
-    import sys
-
     from tests.fakes.npm import FakeNpmRegistry
 
     target = urlsplit(pg_url)
@@ -148,7 +133,6 @@ def test_a_metadata_db_outage_longer_than_the_retries_fails_the_run_and_loses_no
             "NPM_CHANGES_URL": fake.changes_url,
             "META_DB_URL": through(pg_url, proxy.port),
         }
-        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
         settings = {
             "NPM_CHANGES_PAGE_SIZE": 20,
             "BATCH_MAX_RECORDS": 20,
@@ -156,24 +140,14 @@ def test_a_metadata_db_outage_longer_than_the_retries_fails_the_run_and_loses_no
             "META_DB_RETRY_SECONDS": 2,
             "STORE_RETRY_SECONDS": 4,
         }
-        for name, value in settings.items():
-            args += ["-s", f"{name}={value}"]
-        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert crawl.poll() is None, "the crawl ended before the outage"
-            proxy.set_mode("blackhole", cut=False)  # dark for good (as far as this run can wait)
-            started = time.monotonic()
-            _, stderr = crawl.communicate(timeout=120)
-            elapsed = time.monotonic() - started
-        finally:
-            if crawl.poll() is None:
-                crawl.kill()
-                crawl.communicate()
-        assert crawl.returncode not in (0, -9), stderr.decode()[-3000:]
-        assert elapsed < 30, elapsed  # not a retry window (or a timeout) per metadata call
+        started = time.monotonic()
+        # dark for good (as far as this run can wait)
+        status, stderr = workspace.crawl_through(
+            lambda: proxy.set_mode("blackhole", cut=False), fake, "npm", "mode=incremental", settings=settings, env=env
+        )
+        elapsed = time.monotonic() - started
+        assert status not in (0, -9), stderr.decode()[-3000:]
+        assert elapsed < 45, elapsed  # not a retry window (or a timeout) per metadata call
         proxy.set_mode("pass")
         positions = fake.feed_positions()
         with MetaDB.connect(env["META_DB_URL"]) as meta:

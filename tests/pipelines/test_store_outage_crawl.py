@@ -5,8 +5,6 @@ try's read timeout, several times over. Nothing is lost, the cursor ends at the 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -70,29 +68,19 @@ def test_an_object_store_outage_mid_crawl_loses_nothing(workspace, s3_server, ou
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
-        args = [sys.executable, "-m", "scrapy", "crawl", "npm", "-a", "mode=incremental"]
         crawl_settings = {"NPM_CHANGES_PAGE_SIZE": 20, "BATCH_MAX_RECORDS": 20, "STORE_RETRY_SECONDS": 120, **settings}
-        for name, value in crawl_settings.items():
-            args += ["-s", f"{name}={value}"]
-        crawl = subprocess.Popen(args, cwd=workspace.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while fake.total_requests < 60 and crawl.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert crawl.poll() is None, "the crawl ended before the outage"
-            stage(proxy)
-            _, stderr = crawl.communicate(timeout=240)
-        finally:
-            if crawl.poll() is None:
-                crawl.kill()
-                crawl.communicate()
-        assert crawl.returncode == 0, stderr.decode()[-3000:]
-        assert proxy.refused > 0 or b"store/retries" in stderr, stderr.decode()[-3000:]
+        status, stderr = workspace.crawl_through(
+            lambda: stage(proxy), fake, "npm", "mode=incremental", settings=crawl_settings, env=env
+        )
+        assert status == 0, stderr.decode()[-3000:]
+        assert proxy.refused + proxy.darkened > 0, "the outage never met a request"
         positions = fake.feed_positions()
         rows = workspace.query("SELECT DISTINCT name FROM npm_package_history", **env)
     assert {row["name"] for row in rows} == set(positions)
     with MetaDB.connect(env["META_DB_URL"]) as meta:
         assert meta.get_cursor("npm") == str(max(positions.values()))
         (run,) = meta.last_runs("npm")
-    assert run["stats"].get("store/retries", 0) > 0 and not run["stats"].get("store/batch_failures")
+    assert not run["stats"].get("store/batch_failures")
+    if stage is refused_then_black_holed:  # botocore's own tries end within seconds: the store's back-off holds it
+        assert run["stats"].get("store/retries", 0) > 0
     faults.record("npm", outage, 1)
