@@ -428,8 +428,11 @@ class IcebergTables:
         indexing, then deleted or about to be) are taken out, in one commit. A file that is in the store
         but not ``settled`` (younger than the reconcile grace: a concurrent writer may be about to index
         it), a file outside the store (another engine's) and an indexed file missing from the store are
-        left alone. Returns (added, removed)."""
+        left alone. Returns (added, removed). A namespace with nothing indexed and no table yet is left
+        without one: its table is created with its first batch (a crawl that stores nothing writes nothing)."""
         record_type = Record.registry[namespace]
+        if not indexed and self.table(record_type, create=False) is None:
+            return [], []
         held = set(self.held(record_type))
         missing = sorted(key for key in indexed - held if key in stored)
         extra = sorted(
