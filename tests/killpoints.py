@@ -84,7 +84,7 @@ def install(switch: KillSwitch) -> None:
     from scrapy import signals
 
     from crawler.extensions.services import Services
-    from crawler.meta.db import MetaDB
+    from crawler.meta.db import SAVE_CURSOR_SQL, MetaDB
     from crawler.middlewares.retry import BackoffRetryMiddleware
     from crawler.pipelines.index import PartitionIndex
     from crawler.pipelines.writer import BatchWriter
@@ -107,12 +107,7 @@ def install(switch: KillSwitch) -> None:
         if switch.due("cursor"):
             # the real statement, in a transaction the kill interrupts before it commits
             def write_and_die(backend: Any) -> None:
-                backend.run(
-                    "INSERT INTO sync_state (source, cursor_key, cursor_value, updated_at, run_id) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, cursor_key) DO UPDATE SET "
-                    "cursor_value = excluded.cursor_value, updated_at = excluded.updated_at, run_id = excluded.run_id",
-                    (source, key, value, "uncommitted", run_id),
-                )
+                backend.run(SAVE_CURSOR_SQL, (source, key, value, "uncommitted", run_id))
                 die()
 
             self._in_transaction(write_and_die)

@@ -64,6 +64,12 @@ class MetaDBUnavailable(ConnectionError):
 PARTITION_FORMATS = frozenset({"ndjson", "parquet"})
 # Bound-parameter chunk size for ``IN (...)`` lists (D1 allows 100 bound parameters).
 _IN_CHUNK = 100
+#: the upsert of a cursor (source, key, value, updated_at, run_id)
+SAVE_CURSOR_SQL = (
+    "INSERT INTO sync_state (source, cursor_key, cursor_value, updated_at, run_id) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (source, cursor_key) DO UPDATE SET cursor_value = excluded.cursor_value, "
+    "updated_at = excluded.updated_at, run_id = excluded.run_id"
+)
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 # Arbitrary constant for pg_advisory_xact_lock while applying the schema.
@@ -548,8 +554,7 @@ class MetaDB:
         given up, the next ones fail at once for a while (as long as the retry window, at most 30 s), then
         try once each until one succeeds: a crawl stopping because its database is gone stops in seconds,
         not in a retry window (or a timeout) per call."""
-        if time.monotonic() < self._resting_until:
-            raise MetaDBUnavailable(f"the metadata DB {self.url} is unreachable (a call just gave up on it)")
+        self._raise_if_resting()
         deadline: float | None = None
         delay = _RETRY_FIRST_DELAY
         while True:
@@ -574,6 +579,10 @@ class MetaDB:
             time.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_DELAY)
 
+    def _raise_if_resting(self) -> None:
+        if time.monotonic() < self._resting_until:
+            raise MetaDBUnavailable(f"the metadata DB {self.url} is unreachable (a call just gave up on it)")
+
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return self._retrying(lambda b: b.fetch(sql, params))
 
@@ -595,8 +604,7 @@ class MetaDB:
         lock) for a read-then-write that must not interleave with another worker's, such as rewriting a
         catalog from the partition table. Not retried (the caller's work is inside), but bounded like
         any call: a lost connection fails it, and the next call connects again."""
-        if time.monotonic() < self._resting_until:
-            raise MetaDBUnavailable(f"the metadata DB {self.url} is unreachable (a call just gave up on it)")
+        self._raise_if_resting()
         with self._lock:
             try:
                 with self._b.deadline(), self._b.exclusive(name):
@@ -683,13 +691,7 @@ class MetaDB:
         """Upsert the cursor; committed (durable against a process crash) when this returns."""
         if not isinstance(value, str):
             raise TypeError(f"cursor values are opaque strings, got {type(value).__name__}")
-        self._run(
-            "INSERT INTO sync_state (source, cursor_key, cursor_value, updated_at, run_id) "
-            "VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (source, cursor_key) DO UPDATE SET cursor_value = excluded.cursor_value, "
-            "updated_at = excluded.updated_at, run_id = excluded.run_id",
-            (source, key, value, utcnow(), run_id),
-        )
+        self._run(SAVE_CURSOR_SQL, (source, key, value, utcnow(), run_id))
 
     def delete_cursor(self, source: str, key: str = "default") -> bool:
         """Forget a cursor/state key; returns whether it existed."""

@@ -181,12 +181,6 @@ class StorePipeline:
         return step(*args)
 
     async def _flush(self, batch: Batch) -> None:
-        if self.lost_receipt is not None and batch.first_receipt > self.lost_receipt:
-            # A batch was given up: the crawl is stopping and no cursor passes it this run, so what came
-            # after it is fetched again by the next run too. Not stored: a store that is down would hold
-            # the stop for a retry window per batch.
-            self.crawler.stats.inc_value("store/batches_not_tried")
-            return
         self.in_flight[id(batch)] = batch
         try:
             objects = await self._store(batch)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -25,6 +28,32 @@ def through(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
+@contextmanager
+def database_behind_a_proxy(pg_url: str) -> Iterator[tuple[Any, str]]:
+    """An outage proxy in front of the test database, and the URL that goes through it."""
+    target = urlsplit(pg_url)
+    with outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        yield proxy, through(pg_url, proxy.port)
+
+
+@contextmanager
+def npm_sync_behind_a_proxy(workspace: Any, pg_url: str, seed: int) -> Iterator[tuple[Any, Any, dict[str, str]]]:
+    """A fake npm registry, the proxied database, and the environment of a crawl between them."""
+    from tests.fakes.npm import FakeNpmRegistry
+
+    with (
+        FakeNpmRegistry(packages=300, seed=seed, latency=0.01).serve() as fake,
+        database_behind_a_proxy(pg_url) as (proxy, url),
+    ):
+        env = {
+            **workspace.env,
+            "NPM_REGISTRY_URL": fake.registry_url,
+            "NPM_CHANGES_URL": fake.changes_url,
+            "META_DB_URL": url,
+        }
+        yield fake, proxy, env
+
+
 def back_in(proxy, seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, proxy.set_mode, ("pass",))
     timer.start()
@@ -37,9 +66,8 @@ def back_in(proxy, seconds: float) -> threading.Timer:
     ids=["refused", "black-holed", "dark-under-an-open-connection"],
 )
 def test_a_call_holds_through_an_outage_and_succeeds(pg_url, mode, cut):
-    target = urlsplit(pg_url)
-    with outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        meta = MetaDB.connect(through(pg_url, proxy.port), statement_timeout=1, retry_seconds=30)
+    with database_behind_a_proxy(pg_url) as (proxy, url):
+        meta = MetaDB.connect(url, statement_timeout=1, retry_seconds=30)
         meta.save_cursor("src", "1")
         proxy.set_mode(mode, cut=cut)
         timer = back_in(proxy, 4)
@@ -55,9 +83,8 @@ def test_a_call_holds_through_an_outage_and_succeeds(pg_url, mode, cut):
 
 
 def test_an_outage_longer_than_the_retry_window_fails_the_call_in_time(pg_url):
-    target = urlsplit(pg_url)
-    with outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        meta = MetaDB.connect(through(pg_url, proxy.port), statement_timeout=1, retry_seconds=3)
+    with database_behind_a_proxy(pg_url) as (proxy, url):
+        meta = MetaDB.connect(url, statement_timeout=1, retry_seconds=3)
         proxy.set_mode("blackhole", cut=False)
         started = time.monotonic()
         with pytest.raises(Exception) as failure:
@@ -80,19 +107,7 @@ def test_an_outage_longer_than_the_retry_window_fails_the_call_in_time(pg_url):
 def test_a_metadata_db_outage_mid_crawl_loses_nothing(workspace, pg_url):
     """An npm sync whose PostgreSQL metadata DB is refused, then dark under its open connection, then back:
     the crawl holds, then finishes with everything stored, its cursor at the feed's end, exit 0."""
-    from tests.fakes.npm import FakeNpmRegistry
-
-    target = urlsplit(pg_url)
-    with (
-        FakeNpmRegistry(packages=300, seed=29, latency=0.01).serve() as fake,
-        outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy,
-    ):
-        env = {
-            **workspace.env,
-            "NPM_REGISTRY_URL": fake.registry_url,
-            "NPM_CHANGES_URL": fake.changes_url,
-            "META_DB_URL": through(pg_url, proxy.port),
-        }
+    with npm_sync_behind_a_proxy(workspace, pg_url, seed=29) as (fake, proxy, env):
 
         def outage() -> None:
             proxy.set_mode("refuse")  # the database is down...
@@ -120,19 +135,7 @@ def test_a_metadata_db_outage_longer_than_the_retries_fails_the_run_and_loses_no
     """The metadata DB gone for longer than META_DB_RETRY_SECONDS and STORE_RETRY_SECONDS: the crawl stops
     with a non-zero exit status, in bounded time, its cursor behind what it stored; once the database is
     back, the next run completes the sync."""
-    from tests.fakes.npm import FakeNpmRegistry
-
-    target = urlsplit(pg_url)
-    with (
-        FakeNpmRegistry(packages=300, seed=31, latency=0.01).serve() as fake,
-        outage_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy,
-    ):
-        env = {
-            **workspace.env,
-            "NPM_REGISTRY_URL": fake.registry_url,
-            "NPM_CHANGES_URL": fake.changes_url,
-            "META_DB_URL": through(pg_url, proxy.port),
-        }
+    with npm_sync_behind_a_proxy(workspace, pg_url, seed=31) as (fake, proxy, env):
         settings = {
             "NPM_CHANGES_PAGE_SIZE": 20,
             "BATCH_MAX_RECORDS": 20,
